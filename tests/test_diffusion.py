@@ -340,3 +340,21 @@ def test_unconditional_model_no_doubling():
            generator=gen(0))
     assert all(t.shape == (2,) for t in model.seen_t)
     assert isinstance(respace(d, 3), SpacedDiffusion)
+
+
+def test_kl_and_decoder_likelihood_against_torch_distributions():
+    from torch.distributions import Normal, kl_divergence
+
+    from trainers.diffusion import discretized_gaussian_log_likelihood, normal_kl
+    g = gen(0)
+    m1, m2 = torch.randn(100, generator=g), torch.randn(100, generator=g)
+    l1, l2 = torch.randn(100, generator=g), torch.randn(100, generator=g)
+    ref = kl_divergence(Normal(m1, (0.5 * l1).exp()), Normal(m2, (0.5 * l2).exp()))
+    assert torch.allclose(normal_kl(m1, l1, m2, l2), ref, atol=1e-5)
+    x = torch.tensor([-1.0, -0.5, 0.0, 0.3, 1.0])
+    mean, log_scale = torch.full_like(x, 0.1), torch.full_like(x, math.log(0.2))
+    n = Normal(mean, 0.2)
+    exact = torch.where(x < -0.999, n.cdf(x + 1 / 255), torch.where(
+        x > 0.999, 1 - n.cdf(x - 1 / 255), n.cdf(x + 1 / 255) - n.cdf(x - 1 / 255)))
+    got = discretized_gaussian_log_likelihood(x, mean, log_scale).exp()
+    assert torch.allclose(got, exact, rtol=5e-3, atol=1e-5)

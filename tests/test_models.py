@@ -1,16 +1,22 @@
 """DiT model package: registry, exact parameter counts, GFLOPs, init, routing and CFG label dropout."""
 import pytest
 import torch
-from torch import nn
 
 from trainers.models import DiT_models, build_model, forward_macs, measured_macs
 from trainers.models.embeddings import LabelEmbedder, sincos_2d, timestep_embedding
-
-routing = pytest.importorskip("trainers.routing")
-RoutingSpec = routing.RoutingSpec
+from trainers.routing import RoutingSpec
 
 IMAGENET = dict(input_size=32, in_channels=4, num_classes=1000)
 TINY = dict(input_size=16, in_channels=4, num_classes=10)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP contention on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def n_params(model):

@@ -94,6 +94,7 @@ class GaussianDiffusion:
         self.learn_sigma = bool(learn_sigma)
         self.num_timesteps = int(betas.numel())
         self.betas = betas
+        self.log_betas = torch.log(betas)
         alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(alphas, dim=0)
         one = torch.ones(1, dtype=torch.float64)
@@ -159,7 +160,7 @@ class GaussianDiffusion:
                                  f"got {model_output.shape[1]}")
             eps, v = model_output[:, :C], model_output[:, C:]
             min_log = self._extract(self.posterior_log_variance_clipped, t, x_t)
-            max_log = self._extract(torch.log(self.betas), t, x_t)
+            max_log = self._extract(self.log_betas, t, x_t)
             frac = (v + 1.0) / 2.0
             log_var = frac * max_log + (1.0 - frac) * min_log
         else:

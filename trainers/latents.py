@@ -93,15 +93,25 @@ def encode_to_latent_cache(dataset: Dataset, vae, out_path: str, *, batch_size: 
     """
     from tqdm.auto import tqdm
     out_path = os.fspath(out_path)
-    if os.path.exists(out_path) and not overwrite:
-        return out_path
     n = len(dataset)
+    if os.path.exists(out_path) and not overwrite:
+        old = read_latent_meta(out_path)
+        want = {"scale": float(scale), "vae": _vae_name(vae), "flip_both": bool(flip_both), "num_items": n}
+        diff = {k: (old.get(k), v) for k, v in want.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"{out_path} exists but was built differently (cached, requested): {diff}; "
+                             "pass overwrite=True or choose another path")
+        return out_path
     if n == 0:
         raise ValueError("cannot build a latent cache from an empty data set")
     vae = vae.to(device).eval()
-    own_flip = getattr(dataset, "random_flip", None)
-    if own_flip is not None:
-        dataset.random_flip = False
+    chain, d = [], dataset  # the data set and those it wraps (Subset.dataset, ...)
+    while d is not None:
+        chain.append(d)
+        d = getattr(d, "dataset", None)
+    owners = [(d, d.random_flip) for d in chain if hasattr(d, "random_flip")]
+    for d, _ in owners:
+        d.random_flip = False
     latents = labels = None
     image_size, start = 0, 0
     try:
@@ -120,13 +130,14 @@ def encode_to_latent_cache(dataset: Dataset, vae, out_path: str, *, batch_size: 
             latents[start:start + b], labels[start:start + b] = z, y.reshape(-1).numpy()
             start += b
     finally:
-        if own_flip is not None:
-            dataset.random_flip = own_flip
+        for d, flip in owners:
+            d.random_flip = flip
+    num_classes = next((int(d.num_classes) for d in chain if hasattr(d, "num_classes")), int(labels.max()) + 1)
     meta = {
         "format": FORMAT, "scale": float(scale), "vae": _vae_name(vae), "posterior": "mean",
         "image_size": int(image_size), "latent_shape": list(latents.shape[2:]), "flip_both": bool(flip_both),
-        "num_items": n, "num_classes": int(getattr(dataset, "num_classes", int(labels.max()) + 1)),
-        "dataset": str(getattr(dataset, "name", type(dataset).__name__)),
+        "num_items": n, "num_classes": num_classes,
+        "dataset": next((str(d.name) for d in chain if hasattr(d, "name")), type(dataset).__name__),
     }
     _atomic_savez(out_path, latents=latents, labels=labels, meta=np.array(json.dumps(meta)))
     return out_path

@@ -1,0 +1,101 @@
+"""Run logging: ``metrics.jsonl`` in the run directory and MLflow (params, stepped metrics,
+artifacts).  Only rank 0 logs."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from trainers.config import RunConfig
+from trainers.paths import mlflow_tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+class MetricsFile:
+    """Append-only ``metrics.jsonl``; on resume, lines past the checkpoint step are dropped so
+    the file always holds one trajectory."""
+
+    def __init__(self, run_dir: str, resume_step: int | None = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        if resume_step is None:
+            open(self.path, "w").close()
+        elif os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class MlflowRun:
+    """One MLflow run per training run (nested under ``parent_run_id`` when a sweep launched it).
+
+    The run id is kept in ``<run_dir>/mlflow_run_id`` so a resumed run logs into the same run.
+    """
+
+    def __init__(self, cfg: RunConfig, *, parent_run_id: str | None = None, enabled: bool = True):
+        self.enabled = enabled
+        self.run_id = None
+        if not enabled:
+            return
+        import mlflow
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(mlflow_tracking_uri())
+        experiment = mlflow.set_experiment(cfg.mlflow_experiment)
+        id_file = os.path.join(cfg.run_dir, "mlflow_run_id")
+        existing = open(id_file).read().strip() if os.path.exists(id_file) else None
+        client = mlflow.MlflowClient()
+        if existing:
+            self.run_id = existing
+        else:
+            tags = {"mlflow.runName": cfg.run_name, "method": cfg.label()}
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            run = client.create_run(experiment.experiment_id, tags=tags, run_name=cfg.run_name)
+            self.run_id = run.info.run_id
+            os.makedirs(cfg.run_dir, exist_ok=True)
+            with open(id_file, "w") as f:
+                f.write(self.run_id)
+            params = {k: str(v)[:500] for k, v in cfg.to_dict().items()}
+            mlflow_params = [mlflow.entities.Param(k, v) for k, v in params.items()]
+            client.log_batch(self.run_id, params=mlflow_params)
+        self.client = client
+        client.update_run(self.run_id, status="RUNNING")
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        import time
+        now = int(time.time() * 1000)
+        batch = [self.mlflow.entities.Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                 if isinstance(v, (int, float))]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        if self.enabled and os.path.exists(path):
+            self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def set_tags(self, tags: dict) -> None:
+        if self.enabled:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.enabled:
+            self.client.set_terminated(self.run_id, status=status)

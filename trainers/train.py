@@ -1,0 +1,234 @@
+"""Train one diffusion model with DeepSpeed: the unit every search trial runs.
+
+    # a laptop run on Fashion-MNIST (CPU, offline)
+    python -m trainers.train --preset laptop --routing dtr --beta 0.8
+    # what would run, without running it
+    python -m trainers.train --preset paper --routing dtr --dry-run
+    # continue a run that was interrupted (only --steps may change)
+    python -m trainers.train --preset laptop --routing dtr --resume runs/train/run
+    # N processes on one machine, or under Ray Train: the same function (train)
+    torchrun --nproc_per_node 8 -m trainers.train --preset paper
+
+Every random draw of a step is a function of (seed, step, rank) (see batches.py), so
+a resumed run reproduces the uninterrupted loss trajectory bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from trainers.batches import BatchSchedule, load_batch, shard, step_generator, step_seed
+from trainers.checkpoint import (check_resumable, latest_checkpoint, load_checkpoint, read_checkpoint_config,
+                                 resolve_resume_dir, save_checkpoint)
+from trainers.config import RunConfig
+from trainers.data import build_dataset, dataset_info
+from trainers.diffusion import GaussianDiffusion
+from trainers.distributed import barrier, broadcast_object, ensure_single_process_env, rank_and_world
+from trainers.ema import EMA
+from trainers.models import build_model
+from trainers.objective import DiffusionObjective
+from trainers.tracking import MetricsFile, MlflowRun
+
+log = logging.getLogger("trainers.train")
+Report = Callable[[dict, "str | None"], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops instead of continuing silently."""
+
+
+def deepspeed_config(cfg: RunConfig, world_size: int) -> dict:
+    per_step = cfg.micro_batch * world_size
+    if cfg.global_batch % per_step:
+        raise ValueError(f"global_batch={cfg.global_batch} must be divisible by micro_batch x world_size "
+                         f"= {cfg.micro_batch} x {world_size}")
+    return {
+        "train_batch_size": cfg.global_batch,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.global_batch // per_step,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "fp16": {"enabled": cfg.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def model_for(cfg: RunConfig) -> torch.nn.Module:
+    """The (un-trained) model a config describes; seeded so every rank builds the same weights."""
+    channels, num_classes = dataset_info(cfg.dataset, cfg.data_root or None)
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, input_size=cfg.image_size, in_channels=channels,
+                       num_classes=num_classes if cfg.class_cond else 1, learn_sigma=cfg.learn_sigma,
+                       routing=cfg.routing_spec())
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _init_engine(cfg: RunConfig, objective: DiffusionObjective, world_size: int):
+    import deepspeed
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    optimizer = torch.optim.AdamW(objective.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    engine, _, _, _ = deepspeed.initialize(model=objective, optimizer=optimizer,
+                                           config=deepspeed_config(cfg, world_size))
+    return engine
+
+
+def _progress(cfg: RunConfig, start: int, rank: int):
+    from tqdm import tqdm
+    interactive = cfg.progress and rank == 0 and sys.stderr.isatty()
+    return tqdm(total=cfg.steps, initial=start, disable=not interactive, unit="step", dynamic_ncols=True)
+
+
+def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | None = None,
+          report: Report | None = None, mlflow_enabled: bool = True, threads: int | None = None) -> dict:
+    """Train ``cfg``; returns the final metrics.  ``report(metrics, checkpoint_dir)`` is called at
+    every checkpoint/evaluation step and at the end (Tune uses it); ``resume`` is a run or
+    checkpoint directory."""
+    ensure_single_process_env()
+    if threads:
+        torch.set_num_threads(threads)
+    import deepspeed
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = rank_and_world()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+
+    start_step, resume_path = 0, None
+    if resume:
+        resume_path = resolve_resume_dir(resume)
+        check_resumable(read_checkpoint_config(resume_path), cfg)
+
+    dataset = build_dataset(cfg.dataset, root=cfg.data_root or None, image_size=cfg.image_size, split="train",
+                            random_flip=cfg.random_flip, seed=cfg.seed)
+    model = model_for(cfg)
+    diffusion = GaussianDiffusion(cfg.schedule, cfg.num_timesteps, learn_sigma=cfg.learn_sigma)
+    objective = DiffusionObjective(cfg, model, diffusion)
+    ema = EMA(model, cfg.ema_decay) if rank == 0 else None
+    t0 = time.perf_counter()
+    engine = _init_engine(cfg, objective, world)
+    init_seconds = time.perf_counter() - t0
+    if resume_path:
+        state = load_checkpoint(engine, ema, resume_path) if rank == 0 else None
+        if rank != 0:
+            root, tag = os.path.split(resume_path.rstrip("/"))
+            engine.load_checkpoint(root, tag=tag)
+        start_step = broadcast_object(state["step"] if state else None)
+
+    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled and rank == 0)
+    metrics_file = MetricsFile(cfg.run_dir, resume_step=start_step if resume_path else None) if rank == 0 else None
+    try:
+        result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
+                       tracker, metrics_file, report, init_seconds)
+    except BaseException as err:
+        if rank == 0:
+            tracker.set_tags({"error": f"{type(err).__name__}: {err}"[:4000]})
+            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    if rank == 0:
+        tracker.finish("FINISHED")
+    return result
+
+
+def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device, tracker,
+          metrics_file, report, init_seconds) -> dict:
+    from trainers.evaluate import evaluate_model, write_final_artifacts
+    schedule = BatchSchedule(len(dataset), cfg.global_batch, cfg.seed)
+    accum = cfg.global_batch // (cfg.micro_batch * world)
+    bar = _progress(cfg, start_step, rank)
+    window_start, window_images = time.perf_counter(), 0
+    last_fid = {}
+    if rank == 0:
+        tracker.log_metrics({"deepspeed_init_s": init_seconds}, step=start_step)
+    for step in range(start_step, cfg.steps):
+        items = schedule.global_batch(step)
+        gen = step_generator(cfg.seed, step)
+        t_all, cluster_all = objective.sample_timesteps(cfg.global_batch, gen)
+        x_shape = dataset[0][0].shape
+        noise_all = torch.randn((cfg.global_batch, *x_shape), generator=gen)
+        losses, mses, vbs = [], [], []
+        for a in range(accum):
+            lo = a * cfg.micro_batch * world + rank * cfg.micro_batch
+            sl = slice(lo, lo + cfg.micro_batch)
+            x, y = load_batch(dataset, shard(items, rank, world, cfg.micro_batch, a))
+            torch.manual_seed(step_seed(cfg.seed, step, rank, stream=1 + a))  # label dropout
+            loss, logs = engine(x.to(device), y.to(device), t_all[sl].to(device), noise_all[sl].to(device),
+                                cluster_all[sl].to(device))
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"loss became {loss.item()} at step {step + 1} (run {cfg.run_name}); "
+                                         "lower lr or check the data")
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach().float())
+            mses.append(logs["mse"].float())
+            vbs.append(logs["vb"].float())
+        if ema is not None:
+            ema.update(objective.model)
+        window_images += cfg.global_batch
+        done = step + 1
+        bar.update(1)
+        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+            elapsed = time.perf_counter() - window_start
+            record = {"step": done, "loss": torch.stack(losses).mean().item(),
+                      "mse": torch.stack(mses).mean().item(), "vb": torch.stack(vbs).mean().item(),
+                      "images_per_s": window_images / max(elapsed, 1e-9),
+                      "peak_memory_mb": peak_memory_mb(device), "epoch": schedule.epoch_of(done)}
+            if objective.uw is not None:
+                record.update({f"uw_s{j}": v for j, v in enumerate(objective.uw.log_vars.detach().tolist())})
+            metrics_file.write(record)
+            tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=done)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+            if not bar.disable or done % max(cfg.log_every, cfg.steps // 10) == 0 or done == cfg.steps:
+                if bar.disable and cfg.progress:
+                    print(f"[{cfg.run_name}] step {done}/{cfg.steps} loss {record['loss']:.4f} "
+                          f"{record['images_per_s']:.0f} img/s", flush=True)
+            window_start, window_images = time.perf_counter(), 0
+        is_eval = cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
+        is_ckpt = cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps
+        if is_eval:
+            fid_k = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.eval_k, rank=rank, device=device)
+            if rank == 0:
+                last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
+                tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
+                metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"]})
+            last_fid = broadcast_object(last_fid)
+        if is_ckpt:
+            path = save_checkpoint(engine, ema, cfg, done, rank=rank)
+            barrier()
+            if report:
+                report({"step": done, "loss": _last_loss(losses), **last_fid, "done": False}, path)
+        elif is_eval and report:
+            report({"step": done, "loss": _last_loss(losses), **last_fid, "done": False}, None)
+    bar.close()
+    path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank) if latest_checkpoint(cfg.run_dir) is None \
+        or not latest_checkpoint(cfg.run_dir).endswith(f"{cfg.steps:07d}") else latest_checkpoint(cfg.run_dir)
+    barrier()
+    final = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.final_eval_samples, rank=rank,
+                           device=device, keep_samples=True)
+    if rank == 0:
+        final = write_final_artifacts(cfg, final, objective.model, tracker)
+    final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
+    if report:
+        report({"step": cfg.steps, **final, "done": True}, path)
+    return final
+
+
+def _last_loss(losses: list[torch.Tensor]) -> float:
+    return torch.stack(losses).mean().item() if losses else math.nan
+
+
+if __name__ == "__main__":
+    from trainers.train_cli import main
+    sys.exit(main())
