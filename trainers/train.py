@@ -152,6 +152,8 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     last_fid = {}
     if rank == 0:
         tracker.log_metrics({"deepspeed_init_s": init_seconds}, step=start_step)
+        if start_step:
+            tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
     for step in range(start_step, cfg.steps):
         items = schedule.global_batch(step)
         gen = step_generator(cfg.seed, step)

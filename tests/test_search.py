@@ -1,0 +1,197 @@
+"""The search platform end to end: real Ray Tune + Optuna + DeepSpeed + MLflow (sqlite).
+
+Three sweeps of the ``smoke`` space at ``smoke`` budget:
+- against a Ray head started with ``ray start --head`` on loopback (``--address``),
+- on the embedded local Ray, with a trial's training process killed (-9) mid-run and
+  then the driver killed mid-sweep; the same command again must finish the sweep
+  without re-running finished trials and with the killed trial resumed from its checkpoint,
+- bad input: one clear line, non-zero exit, nothing started.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path, cache_dir):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(DTR_RUNS_DIR=str(tmp_path / "runs"), DTR_CACHE_DIR=str(cache_dir),
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", RAY_DEDUP_LOGS="0",
+               DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _search(*args):
+    return [sys.executable, "-m", "platform.search", "smoke", "--budget", "smoke", *args]
+
+
+def _mlflow_children(tmp_path, parent_file):
+    import mlflow
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = open(parent_file).read().strip()
+    exp = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    return client, client.get_run(parent), runs
+
+
+def _finished_trials(sweep_dir):
+    return sorted(glob.glob(os.path.join(sweep_dir, "trials", "*", "metrics.json")))
+
+
+def test_bad_input_is_one_line_and_starts_nothing(tmp_path, shared_cache_dir):
+    env = _env(tmp_path, shared_cache_dir)
+    cases = [
+        ([sys.executable, "-m", "platform.search", "no_such_space"], "unknown search space"),
+        (_search("--budget", "galactic"), "unknown budget"),
+        (_search("--set", "beta=7"), "beta"),
+        (_search("--set", "no_such_field=1"), "run-config field"),
+        (_search("--trials", "0"), "--trials"),
+        (_search("--address", "127.0.0.1:9"), "cannot reach the Ray cluster"),
+    ]
+    for cmd, needle in cases:
+        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (cmd, result.stderr[-500:])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], (cmd, result.stderr)
+    mlflow_down = {**env, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    result = subprocess.run(_search(), cwd=ROOT, env=mlflow_down, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot reach the MLflow server" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_invalid_ranges_are_rejected():
+    from search_spaces import Float, Int, SearchSpace
+    with pytest.raises(ValueError, match="low"):
+        SearchSpace("x", "x", params={"beta": Float(0.9, 0.5)}).validate()
+    with pytest.raises(ValueError, match="low"):
+        SearchSpace("x", "x", params={"routing_clusters": Int(4, 4)}).validate()
+    with pytest.raises(ValueError, match="not a run-config field"):
+        SearchSpace("x", "x", params={"gamma_ray": Float(0.1, 0.5)}).validate()
+    with pytest.raises(ValueError, match="beta"):
+        SearchSpace("x", "x", params={"beta": Float(0.5, 0.9)}, baselines={"bad": {"beta": 2.0}}).validate()
+
+
+def test_every_named_space_validates_and_builds_trial_configs():
+    from search_spaces import all_spaces
+    from search_spaces.budgets import BUDGETS, check_overrides
+    spaces = all_spaces()
+    for required in ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "smoke"):
+        assert required in spaces
+    assert {"vanilla", "R-TR"} <= set(spaces["dtr_beta"].baselines)
+    for space in spaces.values():
+        space.validate()
+        for budget in BUDGETS.values():
+            check_overrides(space, budget, {})
+
+
+def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
+    """`ray start --head` on loopback + the driver with --address: the whole smoke space."""
+    env = _env(tmp_path, shared_cache_dir)
+    port = 6399
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr[-2000:]
+    sweep_dir = tmp_path / "sweep"
+    try:
+        result = subprocess.run(_search("--address", f"127.0.0.1:{port}", "--sweep-dir", str(sweep_dir)),
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    import polars as pl
+    table = pl.read_csv(sweep_dir / "trials.csv")
+    assert table.height == 3  # 1 baseline (vanilla) + 2 Optuna trials
+    assert table["status"].to_list() == ["finished"] * 3
+    assert set(table["phase"]) == {"baselines", "search"}
+    assert all(0 < f < 1e6 for f in table["fid"].to_list())
+    assert all(fs.startswith("domain") for fs in table["feature_set"].to_list())
+    assert "best:" in result.stdout and "baseline vanilla" in result.stdout
+    client, parent, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 3
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert {"beta", "routing", "model", "steps"} <= set(run.data.params)
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [m.step for m in history] == list(range(1, 21))
+        assert "fid" in run.data.metrics
+    searched = [r for r in children if r.data.params["routing"] == "dtr"]
+    assert len(searched) == 2 and all(0.5 <= float(r.data.params["beta"]) <= 0.95 for r in searched)
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log")))
+    study = optuna.load_study(study_name="smoke-smoke", storage=storage)
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+
+
+def _wait_for(predicate, timeout, proc, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (rc={proc.returncode}) before {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
+    env = _env(tmp_path, shared_cache_dir)
+    sweep_dir = tmp_path / "sweep"
+    # longer trials and one at a time so the kills land mid-run
+    cmd = _search("--sweep-dir", str(sweep_dir), "--set", "steps=60", "--set", "ckpt_every=10",
+                  "--set", "eval_every=30", "--max-concurrent", "1", "--num-cpus", "2")
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # 1) kill -9 the training process of the first trial once it has a checkpoint
+        ckpt = lambda: glob.glob(str(sweep_dir / "trials" / "*" / "checkpoints" / "step_0000020" / "COMPLETE"))
+        _wait_for(ckpt, 600, proc, "the first checkpoint")
+        victim_dir = os.path.dirname(os.path.dirname(os.path.dirname(ckpt()[0])))
+        pid = int(open(os.path.join(victim_dir, "worker.pid")).read())
+        os.kill(pid, signal.SIGKILL)
+        # 2) once that trial has finished (after its retry), kill the driver mid-sweep
+        _wait_for(lambda: os.path.exists(os.path.join(victim_dir, "metrics.json")), 600, proc,
+                  "the killed trial to finish after its retry")
+        _wait_for(lambda: len(glob.glob(str(sweep_dir / "trials" / "*" / "checkpoints" / "*" / "COMPLETE")))
+                  > 2, 600, proc, "a second trial to checkpoint")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"], env=env,
+                   capture_output=True, timeout=120)
+    finished_before = {p: os.path.getmtime(p) for p in _finished_trials(sweep_dir)}
+    assert finished_before, "no trial had finished before the driver was killed"
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming phase" in result.stdout
+    # finished trials were not re-run
+    for path, mtime in finished_before.items():
+        assert os.path.getmtime(path) == mtime, f"{path} was re-run"
+    import polars as pl
+    table = pl.read_csv(sweep_dir / "trials.csv")
+    assert table.height == 3 and table["status"].to_list() == ["finished"] * 3
+    client, _, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
+    assert len(children) == 3  # no duplicate MLflow runs for restarted trials
+    resumed = {r.info.run_name: client.get_metric_history(r.info.run_id, "resumed_from_step") for r in children}
+    victim = os.path.basename(victim_dir)
+    assert [m.value for m in resumed[victim]] == [20.0] or resumed[victim][0].value >= 20
+    # the loss trajectory of every trial is one unbroken sequence of steps
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert sorted(set(steps)) == list(range(1, 61)), run.info.run_name
+    assert sum(1 for h in resumed.values() if h) >= 2  # the killed trial and the driver-killed one

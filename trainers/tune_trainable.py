@@ -1,0 +1,147 @@
+"""The Ray Tune trainable: one trial = one DeepSpeed training run of ``trainers.train``.
+
+Lives in ``trainers/`` because Ray workers must unpickle it (they cannot import
+``platform.*``).  A trial with one worker trains in the Tune function itself; a
+trial with several workers fits a Ray Train ``TorchTrainer`` (the Ray Train V2
+pattern) whose run name is derived from the trial id, so restore finds it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+
+from trainers.config import RunConfig
+from trainers.presets import preset_config
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares (plain data, pickled to the workers)."""
+
+    space: str
+    budget: str
+    phase: str               # "baselines" or "search"
+    sweep_dir: str
+    parent_run_id: str | None
+    mlflow_experiment: str
+    overrides: tuple = ()    # ((field, value), ...) from `--set`, applied to every trial
+
+
+def trial_config(ctx: TrialContext, params: dict, trial_name: str) -> RunConfig:
+    """Budget preset + space base + (baseline overrides | searched params) -> RunConfig."""
+    from search_spaces import get_space
+    from search_spaces.budgets import get_budget
+    space, budget = get_space(ctx.space), get_budget(ctx.budget)
+    fields = {**budget.overrides, **space.base, **dict(ctx.overrides)}
+    params = dict(params)
+    baseline = params.pop("baseline", None)
+    if baseline is not None:
+        fields.update(space.baselines[baseline])
+    fields.update(params)
+    run_dir = os.path.join(ctx.sweep_dir, "trials", trial_name)
+    return preset_config(budget.preset, **fields, run_name=trial_name, run_dir=run_dir,
+                         mlflow_experiment=ctx.mlflow_experiment, progress=False,
+                         extra={"space": ctx.space, "budget": ctx.budget, "phase": ctx.phase,
+                                "baseline": baseline or ""})
+
+
+def _clean(metrics: dict) -> dict:
+    """Plain values for Tune/Optuna; a non-finite number (a diverged FID) becomes 1e9."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, (int, float)):
+            out[k] = float(v) if math.isfinite(v) else 1e9
+        elif isinstance(v, str):
+            out[k] = v
+    return out
+
+
+def _trial_name(ctx: TrialContext, params: dict) -> str:
+    from ray import tune
+    trial_id = tune.get_context().get_trial_id()
+    if "baseline" in params:
+        label = params["baseline"].replace(" ", "").replace("/", "-")
+        return f"baseline-{label}-s{params.get('seed', 0)}-{trial_id}"
+    return f"trial-{trial_id}"
+
+
+def _restored_checkpoint(run_dir: str, checkpoint) -> str | None:
+    if checkpoint is None:
+        return None
+    target = os.path.join(run_dir, "restored_checkpoint")
+    shutil.rmtree(target, ignore_errors=True)
+    return checkpoint.to_directory(target)
+
+
+def run_trial(params: dict, ctx: TrialContext) -> None:
+    """Tune function trainable (one training worker)."""
+    from ray import tune
+    from search_spaces.budgets import get_budget
+    from trainers.train import train
+
+    budget = get_budget(ctx.budget)
+    if budget.workers_per_trial > 1:
+        return _run_distributed_trial(params, ctx)
+    cfg = trial_config(ctx, params, _trial_name(ctx, params))
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    with open(os.path.join(cfg.run_dir, "worker.pid"), "w") as f:
+        f.write(str(os.getpid()))
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        metrics = {**_clean(metrics), "run_dir": cfg.run_dir, "label": cfg.label()}
+        if checkpoint_dir:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        else:
+            tune.report(metrics)
+
+    resume = _restored_checkpoint(cfg.run_dir, tune.get_checkpoint())
+    train(cfg, resume=resume, parent_run_id=ctx.parent_run_id, report=report,
+          threads=max(1, int(budget.cpus_per_trial)))
+
+
+def _worker_loop(config: dict) -> None:
+    """Ray Train worker: the same ``train`` function, reporting through ``ray.train``."""
+    import ray.train
+    from trainers.train import train
+    cfg = RunConfig.from_dict(config["run_config"])
+    rank = ray.train.get_context().get_world_rank()
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        metrics = {**_clean(metrics), "run_dir": cfg.run_dir, "label": cfg.label()}
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and rank == 0 else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    checkpoint = ray.train.get_checkpoint()
+    resume = _restored_checkpoint(os.path.join(cfg.run_dir, f"rank{rank}"), checkpoint)
+    train(cfg, resume=resume, parent_run_id=config["parent_run_id"], report=report,
+          threads=config["threads"])
+
+
+def _run_distributed_trial(params: dict, ctx: TrialContext) -> None:
+    """Ray Train V2 inside a Tune function: fit a TorchTrainer with a stable run name."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+    from search_spaces.budgets import get_budget
+
+    budget = get_budget(ctx.budget)
+    name = _trial_name(ctx, params)
+    cfg = trial_config(ctx, params, name)
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"run_config": cfg.to_dict(), "parent_run_id": ctx.parent_run_id,
+                           "threads": max(1, int(budget.cpus_per_trial))},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=budget.workers_per_trial, use_gpu=budget.gpus_per_trial > 0,
+            resources_per_worker={"CPU": budget.cpus_per_trial, "GPU": budget.gpus_per_trial}
+            if budget.gpus_per_trial > 0 else {"CPU": budget.cpus_per_trial}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=os.path.join(ctx.sweep_dir, "train_runs"),
+            failure_config=ray.train.FailureConfig(max_failures=budget.max_failures),
+            callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
