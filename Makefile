@@ -31,8 +31,9 @@ data:
 	  else echo "not root: install Debian's dataset-fashion-mnist or let torchvision download Fashion-MNIST"; fi; \
 	fi
 
+# the domain-feature classifier and reference statistics are cached across test runs
 test: install data
-	$(VPY) -m pytest -q tests
+	DTR_TEST_CACHE_DIR=$(CURDIR)/runs/test-cache $(VPY) -m pytest -q tests
 
 search: install data
 	$(VPY) -m platform.search dtr_beta --budget laptop

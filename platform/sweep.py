@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from search_spaces import SearchSpace, get_space
 from search_spaces.budgets import Budget, get_budget
 from trainers.paths import mlflow_tracking_uri, runs_dir
+from trainers.tracking import ensure_experiment
 from trainers.tune_trainable import TrialContext, run_trial
 
 
@@ -49,6 +50,14 @@ def _objective_modes(space: SearchSpace, objectives: tuple[str, ...]) -> tuple[l
     return metrics, modes
 
 
+def _use_cluster_token() -> None:
+    """``ray start`` (2.60) turns on token auth and writes ~/.ray/auth_token; a driver joining
+    that cluster must then use token mode too (Ray's own default for drivers is 'disabled')."""
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH", os.path.expanduser("~/.ray/auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file)):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: str) -> str:
     """One MLflow parent run per sweep; its id is kept in the sweep dir so a resume reuses it."""
     import mlflow
@@ -57,8 +66,7 @@ def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: 
     client = mlflow.MlflowClient()
     if os.path.exists(id_file):
         return open(id_file).read().strip()
-    exp = mlflow.set_experiment(experiment)
-    run = client.create_run(exp.experiment_id, run_name=f"sweep-{space.name}-{budget.name}",
+    run = client.create_run(ensure_experiment(experiment), run_name=f"sweep-{space.name}-{budget.name}",
                             tags={"sweep": "true", "space": space.name, "budget": budget.name})
     client.log_batch(run.info.run_id, params=[
         mlflow.entities.Param("space", space.name), mlflow.entities.Param("budget", budget.name),
@@ -126,6 +134,8 @@ def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, 
 
 def run_sweep(opts: SweepOptions) -> dict:
     """Run (or resume) a sweep; returns {"sweep_dir", "table", "best"}."""
+    if opts.address:
+        _use_cluster_token()  # before Ray is imported: it reads the auth mode once
     import ray
     from ray import tune
     from trainers.presets import preset_config

@@ -32,11 +32,12 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The issue asks for 2000 vs 1000+1000 steps.  Measured here (2 shared CPU cores, threads=1):
-# the smoke preset with R-TR + ANT-UW runs at ~110 img/s = ~0.15 s/step, so 2000 steps cost
-# ~5 min per run and 1000 steps ~2.5 min: both blow the ~4 min budget of this file (two runs
-# are needed).  400 steps (~60 s per run) is the largest of 2000/1000/400/200 that fits.
-RESUME_STEPS = 400
+# The issue asks for 2000 vs 1000+1000 steps.  Measured here (2 CPU cores shared with other
+# work, threads=1): the smoke preset with R-TR + ANT-UW runs at ~110 img/s (~0.15 s/step) on a
+# quiet box and 2-3x slower under load, so 2000 steps cost ~5 min per run and 1000 ~2.5 min:
+# far over the ~4 min budget of this file, which needs two runs of N steps.  400 steps took
+# 180-270 s for the pair of runs (file: 3.5-7.5 min), so we use 200 (N/2 = 100 + 100).
+RESUME_STEPS = 200
 # Keys of a metrics.jsonl record that are timings/memory, not part of the trajectory.
 NON_DETERMINISTIC = {"images_per_s", "peak_memory_mb"}
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -45,13 +46,15 @@ DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # --------------------------------------------------------------------------------- helpers
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Runs dir + MLflow sqlite store in a temp dir; restores global torch/RNG state afterwards."""
+def env(tmp_path_factory, shared_cache_dir):
+    """Runs dir + MLflow sqlite store in a temp dir, the session's shared cache (domain classifier,
+    reference statistics); restores global torch/RNG state afterwards."""
     root = tmp_path_factory.mktemp("train")
     db = root / "mlflow.db"
     saved = (torch.get_num_threads(), torch.get_rng_state(), random.getstate(), np.random.get_state())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DTR_RUNS_DIR", str(root / "runs"))
+        mp.setenv("DTR_CACHE_DIR", shared_cache_dir)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # 4 slashes: db is absolute
         mp.setenv("DS_ACCELERATOR", "cpu")
         yield root
@@ -140,6 +143,10 @@ def resume_runs(env):
             if name.endswith(".pt"):
                 with open(os.path.join(dirpath, name), "r+b") as f:
                     f.truncate(16)
+    # ... and the log lines a killed run wrote past its last checkpoint: resume must drop them.
+    with open(os.path.join(split_cfg.run_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps({"step": half + 1, "loss": 123.0, "mse": 1.0, "vb": 1.0}) + "\n")
+        f.write(json.dumps({"step": half + 2, "fid_k": 99.0, "feature_set": "domain"}) + "\n")
     latest_before_resume = latest_checkpoint(split_cfg.run_dir)
     split_result = train(split_cfg, resume=split_cfg.run_dir, threads=1)
     return dict(full_cfg=full_cfg, split_cfg=split_cfg, full_result=full_result, split_result=split_result,
@@ -278,6 +285,7 @@ def test_mlflow_params_metrics_and_artifacts(resume_runs):
     for r in jsonl:
         assert isinstance(r["step"], int) and math.isfinite(r["loss"])
     assert "deepspeed_init_s" in run.data.metrics
+    assert not run.info.artifact_uri.replace("file://", "").startswith(ROOT)  # nothing written into the repo
     names = artifact_names(client, run.info.run_id)
     assert "metrics.json" in names
     assert "routing_mask.png" in names  # R-TR is active

@@ -41,6 +41,9 @@ class RunConfig:
     routing_clusters: int = 4
     routing_cluster_method: str = "equal"
     routing_seed: int = 0
+    experts: int = 3  # Switch-DiT (routing="learned"): E linear experts per block
+    top_k: int = 2  # Switch-DiT: experts each sample uses per block
+    prior_weight: float = 1.0  # Switch-DiT: weight of the diffusion-prior (JS) loss
     # -- loss weighting (methods.md §2)
     weighting: str = "vanilla"
     min_snr_gamma: float = 5.0
@@ -117,7 +120,8 @@ class RunConfig:
     def routing_spec(self) -> RoutingSpec:
         return RoutingSpec(kind=self.routing, beta=self.beta, alpha=self.alpha, clusters=self.routing_clusters,
                            cluster_method=self.routing_cluster_method, schedule=self.schedule,
-                           seed=self.routing_seed)
+                           seed=self.routing_seed, experts=self.experts, top_k=self.top_k,
+                           prior_weight=self.prior_weight)
 
     @property
     def expert_interval(self) -> tuple[int, int] | None:
@@ -129,7 +133,8 @@ class RunConfig:
         if self.routing == "none" or (self.routing in ("dtr", "random", "cdtr") and self.beta == 1.0):
             parts.append("vanilla")
         else:
-            parts.append({"dtr": "DTR", "random": "R-TR", "cdtr": "CDTR", "ercdt": "ERCDT"}.get(
+            parts.append({"dtr": "DTR", "random": "R-TR", "cdtr": "CDTR", "ercdt": "ERCDT",
+                          "learned": "Switch-DiT", "learned_window": "learned window"}.get(
                 self.routing, self.routing))
         if self.weighting != "vanilla":
             parts.append({"min_snr": "Min-SNR", "p2": "P2", "ant_uw": "ANT-UW"}[self.weighting])

@@ -62,4 +62,11 @@ class DiffusionObjective(nn.Module):
         per_sample = combine_loss(terms["mse"], terms["vb"], t, self.snr, self.cfg.weighting,
                                   gamma=self.gamma, k=self.cfg.p2_k)
         loss = self.uw(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
-        return loss, {"mse": terms["mse"].mean().detach(), "vb": terms["vb"].mean().detach()}
+        logs = {"mse": terms["mse"].mean().detach(), "vb": terms["vb"].mean().detach()}
+        aux = getattr(self.model, "aux_loss", None)  # Switch-DiT's diffusion-prior loss (already weighted)
+        if aux is not None:
+            loss = loss + aux.to(loss.dtype)
+            prior = getattr(self.model, "prior_loss", None)
+            logs["prior"] = (aux if prior is None else prior).detach().float()
+            self.model.aux_loss = self.model.prior_loss = None  # consumed: never added twice
+        return loss, logs

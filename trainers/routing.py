@@ -11,6 +11,14 @@ Kinds:
   random R-TR, the paper's negative baseline; seeded, one table per block
   cdtr   K contiguous timestep clusters, one DTR row per cluster (App. F)
   ercdt  half the channels shared, the other half split in K segments (App. F)
+  learned         Switch-DiT: a per-block router makes a real-valued mask from E
+                  zero-initialised linear experts gated by the timestep (§1.6);
+                  ``experts`` (E), ``top_k`` (k), ``prior_weight`` (diffusion-prior loss weight)
+  learned_window  beyond the papers: DTR's window of width W with a learned monotone
+                  start curve s(t) (soft edges in training, exact 0/1 in eval)
+
+The learned kinds hold parameters, not a table: ``mask_table`` returns None for them
+and the model builds the router (trainers/models/switch_routing.py, learned_window.py).
 """
 from __future__ import annotations
 
@@ -21,7 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-ROUTING_KINDS = ("none", "dtr", "random", "cdtr", "ercdt")
+ROUTING_KINDS = ("none", "dtr", "random", "cdtr", "ercdt", "learned", "learned_window")
+LEARNED_KINDS = ("learned", "learned_window")
 CLUSTER_METHODS = ("equal", "snr")
 Bounds = Sequence[tuple[int, int]]
 
@@ -140,6 +149,7 @@ class RoutingSpec:
     ``cluster_method="snr"`` places the K bounds by interval clustering of the
     schedule's SNR (``schedule``), ``"equal"`` uses equal widths.
     ``seed`` matters only for ``random``.
+    ``experts`` (E), ``top_k`` (k) and ``prior_weight`` matter only for ``learned`` (Switch-DiT).
     """
 
     kind: str = "none"
@@ -149,6 +159,9 @@ class RoutingSpec:
     cluster_method: str = "equal"
     schedule: str = "linear"
     seed: int = 0
+    experts: int = 3
+    top_k: int = 2
+    prior_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in ROUTING_KINDS:
@@ -161,10 +174,21 @@ class RoutingSpec:
             raise ValueError(f"clusters (K) must be >= 1, got {self.clusters}")
         if self.cluster_method not in CLUSTER_METHODS:
             raise ValueError(f"cluster_method must be one of {CLUSTER_METHODS}, got {self.cluster_method!r}")
+        if int(self.experts) < 1:
+            raise ValueError(f"experts (E) must be >= 1, got {self.experts}")
+        if not 1 <= int(self.top_k) <= int(self.experts):
+            raise ValueError(f"top_k (k) must be in [1, experts={self.experts}], got {self.top_k}")
+        if not float(self.prior_weight) >= 0.0:
+            raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
 
     @property
     def active(self) -> bool:
         return self.kind != "none"
+
+    @property
+    def learned(self) -> bool:
+        """True for the kinds whose routing is a trained module rather than a fixed table."""
+        return self.kind in LEARNED_KINDS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -192,8 +216,9 @@ class RoutingSpec:
         return snr_clusters(np.asarray(snr), self.clusters)
 
     def mask_table(self, num_tasks: int, channels: int, depth: int) -> torch.Tensor | None:
-        """Masks of a ``depth``-block model: (1, T, C) when shared, (depth, T, C) for R-TR."""
-        if self.kind == "none":
+        """Masks of a ``depth``-block model: (1, T, C) when shared, (depth, T, C) for R-TR;
+        None for the plain model and for the learned kinds (their masks come from a module)."""
+        if self.kind == "none" or self.learned:
             return None
         if self.kind == "random":
             gen = torch.Generator().manual_seed(int(self.seed))

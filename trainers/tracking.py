@@ -42,6 +42,29 @@ def read_metrics(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def ensure_experiment(name: str) -> str:
+    """Id of MLflow experiment ``name``, created if missing.  With a local sqlite store its
+    artifacts go under the run directory (MLflow's default would be ./mlruns of the cwd)."""
+    import mlflow
+    from trainers.paths import runs_dir
+    uri = mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:"):
+        location = "file://" + os.path.join(runs_dir(), "mlartifacts", name)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another trial
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 class MlflowRun:
     """One MLflow run per training run (nested under ``parent_run_id`` when a sweep launched it).
 
@@ -55,8 +78,7 @@ class MlflowRun:
             return
         import mlflow
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(mlflow_tracking_uri())
-        experiment = mlflow.set_experiment(cfg.mlflow_experiment)
+        experiment_id = ensure_experiment(cfg.mlflow_experiment)
         id_file = os.path.join(cfg.run_dir, "mlflow_run_id")
         existing = open(id_file).read().strip() if os.path.exists(id_file) else None
         client = mlflow.MlflowClient()
@@ -66,7 +88,7 @@ class MlflowRun:
             tags = {"mlflow.runName": cfg.run_name, "method": cfg.label()}
             if parent_run_id:
                 tags["mlflow.parentRunId"] = parent_run_id
-            run = client.create_run(experiment.experiment_id, tags=tags, run_name=cfg.run_name)
+            run = client.create_run(experiment_id, tags=tags, run_name=cfg.run_name)
             self.run_id = run.info.run_id
             os.makedirs(cfg.run_dir, exist_ok=True)
             with open(id_file, "w") as f:

@@ -160,7 +160,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         t_all, cluster_all = objective.sample_timesteps(cfg.global_batch, gen)
         x_shape = dataset[0][0].shape
         noise_all = torch.randn((cfg.global_batch, *x_shape), generator=gen)
-        losses, mses, vbs = [], [], []
+        losses, mses, vbs, priors = [], [], [], []
         for a in range(accum):
             lo = a * cfg.micro_batch * world + rank * cfg.micro_batch
             sl = slice(lo, lo + cfg.micro_batch)
@@ -176,6 +176,8 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             losses.append(loss.detach().float())
             mses.append(logs["mse"].float())
             vbs.append(logs["vb"].float())
+            if "prior" in logs:  # Switch-DiT's diffusion-prior loss
+                priors.append(logs["prior"].float())
         if ema is not None:
             ema.update(objective.model)
         window_images += cfg.global_batch
@@ -187,6 +189,8 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                       "mse": torch.stack(mses).mean().item(), "vb": torch.stack(vbs).mean().item(),
                       "images_per_s": window_images / max(elapsed, 1e-9),
                       "peak_memory_mb": peak_memory_mb(device), "epoch": schedule.epoch_of(done)}
+            if priors:
+                record["prior"] = torch.stack(priors).mean().item()
             if objective.uw is not None:
                 record.update({f"uw_s{j}": v for j, v in enumerate(objective.uw.log_vars.detach().tolist())})
             metrics_file.write(record)

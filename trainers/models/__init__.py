@@ -1,12 +1,48 @@
-"""DiT models with optional Denoising Task Routing: registry, builder and FLOP counter."""
-from .dit import DIT_SIZES, DiT, DiT_models, DiTBlock, build_model, resolve_mask_table
+"""Denoisers with optional Denoising Task Routing: DiT (+ Switch-DiT / learned window) and the
+ADM UNet; one registry and builder, and the DiT FLOP counter."""
+from torch import nn
+
+from .adm import ADM_CONFIGS, ADM_models, ADMUNet, build_adm
+from .dit import DIT_SIZES, DiT, DiT_models, DiTBlock, resolve_mask_table
+from .dit import build_model as build_dit
 from .flops import forward_macs, gflops, measured_macs
 
+MODEL_NAMES = (*DiT_models, *ADM_models)
+
+
+def build_model(
+    name: str,
+    *,
+    input_size: int,
+    in_channels: int,
+    num_classes: int,
+    learn_sigma: bool = True,
+    routing=None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model by name ("DiT-B/2", "ADM-ImageNet64", "ADM-T", ...).
+
+    ``routing`` is a RoutingSpec (or its dict / kind string), a mask tensor (DiT only) or None.
+    """
+    if name in ADM_models:
+        return build_adm(name, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
+                         learn_sigma=learn_sigma, routing=routing, **kwargs)
+    if name not in DiT_models:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+    return build_dit(name, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
+                     learn_sigma=learn_sigma, routing=routing, **kwargs)
+
+
 __all__ = [
+    "ADMUNet",
+    "ADM_CONFIGS",
+    "ADM_models",
     "DIT_SIZES",
     "DiT",
     "DiTBlock",
     "DiT_models",
+    "MODEL_NAMES",
+    "build_adm",
     "build_model",
     "forward_macs",
     "gflops",

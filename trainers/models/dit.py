@@ -3,6 +3,8 @@
 Module names follow the released DiT so its checkpoints load with ``load_state_dict``.
 Routing (methods.md §1.4): each block computes ``out = x + Block(m * x)`` with ``m`` the
 (N, 1, C) mask row of each sample's 1000-grid timestep; the final layer is not routed.
+Learned routings (RoutingSpec kinds "learned" = Switch-DiT, "learned_window") replace the fixed
+row by a module ``model.router`` (switch_routing.py, learned_window.py) with the same block forward.
 """
 from __future__ import annotations
 
@@ -94,6 +96,26 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
+def build_router(routing, num_timesteps: int, hidden_size: int, depth: int) -> nn.Module | None:
+    """The learned router of a RoutingSpec (or its dict / kind string), or None for table kinds."""
+    from trainers.routing import RoutingSpec
+
+    if routing is None or isinstance(routing, torch.Tensor):
+        return None
+    spec = RoutingSpec.from_dict(routing) if isinstance(routing, dict) else (
+        RoutingSpec(kind=routing) if isinstance(routing, str) else routing)
+    if spec.kind == "learned":
+        from .switch_routing import SwitchRouter
+
+        return SwitchRouter(depth, hidden_size, num_timesteps, experts=spec.experts, top_k=spec.top_k,
+                            prior_weight=spec.prior_weight, alpha=spec.alpha)
+    if spec.kind == "learned_window":
+        from .learned_window import LearnedWindow
+
+        return LearnedWindow(num_timesteps, hidden_size, beta=spec.beta, alpha=spec.alpha)
+    return None
+
+
 def resolve_mask_table(routing, num_tasks: int, channels: int, depth: int) -> torch.Tensor | None:
     """Turn ``routing`` (None, RoutingSpec, its dict/kind string, or a (T, C)/(R, T, C) tensor)
     into a float32 table of shape (1 or depth, T, C), or None for the plain model."""
@@ -164,11 +186,21 @@ class DiT(nn.Module):
         if table is not None:
             table = table.to(self.pos_embed.device)
         self.register_buffer("routing_masks", table, persistent=True)
+        self.router = build_router(routing, num_timesteps, hidden_size, depth)
+        self.aux_loss: torch.Tensor | None = None  # weighted prior loss of the last training forward
+        self.prior_loss: torch.Tensor | None = None  # its unweighted value (Switch-DiT's JS divergence)
         self.initialize_weights()
 
     @property
     def routed(self) -> bool:
-        return self.routing_masks is not None
+        return self.routing_masks is not None or self.router is not None
+
+    def expert_usage(self, block: int | None = None) -> torch.Tensor:
+        """Switch-DiT's expert-usage table (T, E) from the gates over all T (rows sum to k):
+        ``block``'s top-k selections, or their mean over blocks when ``block`` is None."""
+        if not hasattr(self.router, "expert_usage"):
+            raise ValueError("expert_usage needs the learned (Switch-DiT) routing")
+        return self.router.expert_usage(self.t_embedder, block)
 
     def initialize_weights(self) -> None:
         """DiT init: xavier linears, zero biases, adaLN-Zero, zero final linear, N(0, 0.02) embeddings."""
@@ -196,6 +228,8 @@ class DiT(nn.Module):
         for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.router is not None:
+            self.router.initialize()  # zero experts / DTR start curve: the model starts as plain DiT / DTR
 
     def block_masks(self, t: torch.Tensor) -> list[torch.Tensor] | None:
         """Per-block (N, 1, C) mask rows for timesteps t (1000-grid), or None when unrouted."""
@@ -219,14 +253,21 @@ class DiT(nn.Module):
         force_drop_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.x_embedder(x) + self.pos_embed
-        c = self.t_embedder(t)
+        t_emb = c = self.t_embedder(t)
         if self.y_embedder is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
             c = c + self.y_embedder(y, force_drop_ids)
-        masks = self.block_masks(t)
+        if self.router is None:
+            masks = self.block_masks(t)
+            for i, block in enumerate(self.blocks):
+                h = block(h, c, None if masks is None else masks[i])
+            return self.unpatchify(self.final_layer(h, c))
+        state = self.router.begin(t, t_emb)  # learned routing: the gate sees the timestep embedding only
         for i, block in enumerate(self.blocks):
-            h = block(h, c, None if masks is None else masks[i])
+            h = block(h, c, self.router.block_mask(i, h, state))
+        aux = self.router.aux(t, state, self.t_embedder) if self.training else None
+        self.aux_loss, self.prior_loss = (None, None) if aux is None else aux
         return self.unpatchify(self.final_layer(h, c))
 
 

@@ -2,7 +2,8 @@
 
 Counts every matmul: patch-embed conv, timestep MLP, adaLN modulations, qkv / proj / MLP linears,
 attention (QK^T and AV) and the final linear. Elementwise ops, norms, softmax and the routing
-masks are free. The DiT paper's "GFLOPs" are these MACs / 1e9 (methods.md §5).
+masks are free; a learned router (Switch-DiT) adds its experts and gates. The DiT paper's
+"GFLOPs" are these MACs / 1e9 (methods.md §5).
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def forward_macs(model: nn.Module) -> int:
         + 2 * tokens * d * mlp_hidden  # MLP
     )
     final = 2 * d * d + tokens * d * p * p * model.out_channels
-    return int(embed + depth * per_block + final)
+    router = getattr(model, "router", None)  # learned routing: Switch-DiT's experts and gates
+    extra = router.macs(tokens) if router is not None else 0
+    return int(embed + depth * per_block + final + extra)
 
 
 def gflops(model: nn.Module) -> float:
