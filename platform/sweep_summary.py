@@ -86,6 +86,22 @@ def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, p
     if best and isinstance(best[space.metric], float) and math.isfinite(best[space.metric]):
         client.log_metric(parent_run_id, f"best_{space.metric}", best[space.metric])
     client.log_metric(parent_run_id, "sweep_wall_s", wall_seconds)
+    _close_unfinished_child_runs(client, table)
     errors = table.filter(pl.col("status") == "error").height
     client.set_terminated(parent_run_id, status="FAILED" if errors == table.height and errors else "FINISHED")
     return {"sweep_dir": sweep_dir, "table": table, "best": best, "errors": errors}
+
+
+def _close_unfinished_child_runs(client, table: pl.DataFrame) -> None:
+    """Trials that Tune stopped early (ASHA) or that errored end without closing their MLflow
+    run; mark those runs KILLED / FAILED so the UI does not show them as running forever."""
+    for row in table.filter(pl.col("status") != "finished").iter_rows(named=True):
+        id_file = os.path.join(row["run_dir"] or "", "mlflow_run_id")
+        if not os.path.exists(id_file):
+            continue
+        run_id = open(id_file).read().strip()
+        if client.get_run(run_id).info.status == "RUNNING":
+            status = "FAILED" if row["status"] == "error" else "KILLED"
+            client.set_tag(run_id, "ended_by", "error" if status == "FAILED" else "scheduler (early stop)")
+            client.set_terminated(run_id, status=status)
+

@@ -125,11 +125,13 @@ def assemble_report(records, *, tracking_uri: str | None = None) -> ReportConten
               ("Objective", f"{METRIC_NAMES.get(metric, metric)} ({'lower' if mode == 'min' else 'higher'} is better)"),
               ("Feature set", ", ".join(feature_sets) or "none yet (no finished evaluation)"),
               *_setting_lines(trials),
-              ("Trials", f"{trials.height} ({', '.join(f'{counts[s]} {s}' for s in counts)})" if trials.height else "0"),
+              ("Trials", f"{trials.height} ({', '.join(f'{counts[s]} {s}' for s in counts)})"
+               if trials.height else "0"),
               ("Sweep started", _sweep_date(records)),
               ("MLflow parent run", (f"{meta['parent_run_id']} ({tracking_uri or 'default store'})"
                                      if meta.get("parent_run_id") else "none")
-               + ("" if meta.get("mlflow") or not meta.get("parent_run_id") else " — not read (unreachable or --no-mlflow)")),
+               + ("" if meta.get("mlflow") or not meta.get("parent_run_id")
+                  else " — not read (unreachable or --no-mlflow)")),
               ("Sweep directory", records.sweep_dir)]
     warnings = []
     if len(feature_sets) > 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 from reports.tables import Cell
 
@@ -19,7 +20,7 @@ dl.header dt { font-weight: 600; color: #444; } dl.header dd { margin: 0; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0; }
 th, td { border: 1px solid #d8d8d8; padding: 3px 7px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f5; font-weight: 600; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, .left { text-align: left; }
 td.muted { background: #fafafa; }
 td.text { text-align: left; white-space: normal; max-width: 420px; }
 tr.best td { background: #fff7c2; }
@@ -44,16 +45,27 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+NUMBER = re.compile(r"^[-+]?[\d.,]+(\s*±\s*[\d.,]+)?(\s*\(n=1\))?(\s*\[\w\])?$|^[\d,]+/[\d,]+$")
+
+
+def numeric_columns(rows: list[list[Cell]], width: int) -> list[bool]:
+    """Columns whose every filled cell is a number (``12.3 ± 0.4``, ``7.1 (n=1)``, ``3/20``): right-aligned."""
+    return [all(NUMBER.match(r[j].text) for r in rows if j < len(r) and r[j].text not in ("—", ""))
+            for j in range(width)]
+
+
 def table_html(headers: list[str], rows: list[list[Cell]], row_classes: list[str] | None = None,
                text_columns: tuple[int, ...] = ()) -> str:
+    numeric = numeric_columns(rows, len(headers))
     out = ['<div class="table-wrap"><table>', "<thead><tr>"]
-    out += [f"<th>{esc(h)}</th>" for h in headers]
+    out += [f"<th>{esc(h)}</th>" if numeric[j] else f'<th class="left">{esc(h)}</th>' for j, h in enumerate(headers)]
     out.append("</tr></thead><tbody>")
     for i, cells in enumerate(rows):
         cls = (row_classes or [""] * len(rows))[i]
         out.append(f'<tr class="{cls}">' if cls else "<tr>")
         for j, cell in enumerate(cells):
-            classes = [c for c, on in (("bold", cell.bold), ("muted", cell.muted), ("text", j in text_columns)) if on]
+            classes = [c for c, on in (("bold", cell.bold), ("muted", cell.muted), ("text", j in text_columns),
+                                       ("left", not numeric[j])) if on]
             if cell.text in ("error", "running", "stopped"):
                 classes.append(f"status-{cell.text}")
             attr = f' class="{" ".join(classes)}"' if classes else ""
@@ -86,7 +98,8 @@ def render_html(report) -> str:
     parts.append('<h2 id="status">Status</h2>')
     parts.append(f"<p>{esc(report.status_line)}</p>")
     if report.status_rows:
-        parts.append(table_html(report.status_headers, report.status_rows, text_columns=(len(report.status_headers) - 1,)))
+        parts.append(table_html(report.status_headers, report.status_rows,
+                                text_columns=(len(report.status_headers) - 1,)))
 
     for fig in report.figures:
         parts.append(f'<h2 id="{esc(fig["id"])}">{esc(fig["title"])}</h2>')

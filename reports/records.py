@@ -36,7 +36,7 @@ CONFIG_FIELDS = {
     "uw_cluster_method": pl.Utf8, "schedule": pl.Utf8, "num_timesteps": pl.Int64, "learn_sigma": pl.Boolean,
     "global_batch": pl.Int64, "lr": pl.Float64, "steps": pl.Int64, "sampler": pl.Utf8,
     "sample_steps": pl.Int64, "cfg_scale": pl.Float64, "guided_channels": pl.Int64,
-    "final_eval_samples": pl.Int64,
+    "final_eval_samples": pl.Int64, "multi_expert_n": pl.Int64,
 }
 TRIAL_SCHEMA = {
     "name": pl.Utf8, "trial": pl.Utf8, "phase": pl.Utf8, "baseline": pl.Utf8, "label": pl.Utf8,
@@ -380,9 +380,9 @@ _MLFLOW_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "fin
 
 
 def records_from_mlflow(sweep_dir: str, tracking_uri: str | None = None, *,
-                        history_for: set[str] | None = None) -> tuple[list[dict], list[dict], dict]:
-    """Rows, fid_k curve rows (only for run names in ``history_for``; all when None) and meta
-    (parent params, start time) from the sweep's MLflow parent run; empty when unreachable."""
+                        skip_history: set[str] = frozenset()) -> tuple[list[dict], list[dict], dict]:
+    """Rows, fid_k curve rows (except for run names in ``skip_history``) and meta (parent params,
+    start time) from the sweep's MLflow parent run; empty when unreachable."""
     parent = parent_run_id(sweep_dir)
     if not parent:
         return [], [], {}
@@ -413,7 +413,7 @@ def records_from_mlflow(sweep_dir: str, tracking_uri: str | None = None, *,
                          "label": tags.get("method"), "feature_set": tags.get("feature_set") or None,
                          **{k: params.get(k) for k in CONFIG_FIELDS},
                          **{m: metrics.get(m) for m in (*METRICS, "num_samples", "fid_k", "images_per_s")}})
-            if history_for is None or name in history_for:
+            if name not in skip_history:
                 with contextlib.suppress(Exception):
                     for point in client.get_metric_history(child.info.run_id, "fid_k"):
                         curves.append({"name": name, "step": point.step, "fid_k": point.value})
@@ -446,8 +446,8 @@ def load_sweep(sweep_dir: str, *, use_mlflow: bool = True, tracking_uri: str | N
     rows, curves, configs, meta = records_from_dir(sweep_dir)
     meta.update(sweep_dir=sweep_dir, parent_run_id=parent_run_id(sweep_dir), mlflow=False)
     if use_mlflow and meta["parent_run_id"]:
-        with_curves = {r["name"] for r in rows if not any(c["name"] == r["name"] for c in curves)}
-        m_rows, m_curves, m_meta = records_from_mlflow(sweep_dir, tracking_uri, history_for=with_curves)
+        with_curves = {c["name"] for c in curves}
+        m_rows, m_curves, m_meta = records_from_mlflow(sweep_dir, tracking_uri, skip_history=with_curves)
         if m_meta:
             meta["mlflow"] = True
             meta.update(m_meta)
@@ -458,6 +458,6 @@ def load_sweep(sweep_dir: str, *, use_mlflow: bool = True, tracking_uri: str | N
     for row in rows:
         row["status"] = row.get("status") if row.get("status") in STATUSES else "running"
         if not row.get("label"):
-            row["label"] = row.get("baseline") or "?"
+            row["label"] = row.get("baseline") or "unknown (no config yet)"
     return SweepRecords(sweep_dir=sweep_dir, trials=trials_frame(rows), curves=curves_frame(curves),
                         configs=configs, meta=meta)

@@ -27,7 +27,8 @@ HIGHER_IS_BETTER = {"fid": False, "is_mean": True, "precision": True, "recall": 
 PARAM_SYMBOLS = {"beta": "β", "alpha": "α", "routing_clusters": "K", "routing_cluster_method": "clusters",
                  "routing_seed": "mask seed", "experts": "E", "top_k": "k", "prior_weight": "prior w",
                  "min_snr_gamma": "γ", "p2_gamma": "γ_P2", "p2_k": "k_P2", "uw_clusters": "K_UW",
-                 "uw_cluster_method": "UW clusters", "model": "model", "routing": "routing",
+                 "uw_cluster_method": "UW clusters", "multi_expert_n": "experts N", "model": "model",
+                 "routing": "routing",
                  "weighting": "weighting", "schedule": "schedule", "lr": "lr", "global_batch": "batch"}
 
 # Method fields a configuration is told apart by, with the routings/weightings they matter for.
@@ -46,6 +47,7 @@ _RELEVANCE = {
     "p2_k": lambda r: r.get("weighting") == "p2",
     "uw_clusters": lambda r: r.get("weighting") == "ant_uw",
     "uw_cluster_method": lambda r: r.get("weighting") == "ant_uw",
+    "multi_expert_n": lambda r: True,
     "routing": lambda r: True, "weighting": lambda r: True, "model": lambda r: True,
     "schedule": lambda r: True, "lr": lambda r: True, "global_batch": lambda r: True,
 }
@@ -56,6 +58,7 @@ def method_params(row: dict) -> dict:
     """The row's method fields, with the ones that do not matter for its method set to None
     (a vanilla model's beta, DTR's gamma, ...).  DTR/R-TR/CDTR at beta = 1 is the plain model."""
     row = dict(row)
+    row["multi_expert_n"] = row.get("multi_expert_n") or 1  # configs older than the field: one model
     if row.get("routing") in ("dtr", "random", "cdtr") and row.get("beta") == 1.0:
         row["routing"] = "none"
     return {f: (row.get(f) if _RELEVANCE[f](row) else None) for f in METHOD_FIELDS}
@@ -108,7 +111,7 @@ def format_mean_ci(mean: float | None, ci: float | None, n: int) -> str:
     """``12.34 ± 0.56`` (n >= 2), ``12.34 (n=1)``, or ``—`` with no value."""
     if mean is None or n == 0:
         return "—"
-    digits = None if abs(mean) >= 10 or mean == 0 else 3
+    digits = 1 if abs(mean) >= 100 else 2 if abs(mean) >= 10 else 3  # the interval gets the mean's precision
     if n == 1 or ci is None:
         return f"{format_number(mean, digits)} (n=1)"
     return f"{format_number(mean, digits)} ± {format_number(ci, digits)}"
@@ -158,13 +161,17 @@ def _model_cost(model: str, image_size: int, dataset: str, data_root: str, class
 def model_cost(row: dict) -> tuple[int | None, float | None]:
     """(parameter count, forward GFLOPs = MACs / 1e9) of the row's model; (None, None) if unknown.
     Cached per model name and the few fields that change the count (data channels/classes,
-    learned routing's experts); fixed masks hold no parameters."""
+    learned routing's experts); fixed masks hold no parameters; a multi-expert run counts its
+    N models (its GFLOPs stay one model's: one expert denoises each sample)."""
     if not row.get("model"):
         return None, None
-    return _model_cost(row["model"], int(row.get("image_size") or 32), row.get("dataset") or "fashion_mnist",
-                       row.get("data_root") or "", bool(row.get("class_cond", True) is not False),
-                       bool(row.get("learn_sigma", True) is not False), row.get("routing") or "none",
-                       int(row.get("experts") or 3), int(row.get("top_k") or 2))
+    params, gflops = _model_cost(row["model"], int(row.get("image_size") or 32),
+                                 row.get("dataset") or "fashion_mnist",
+                                 row.get("data_root") or "", bool(row.get("class_cond", True) is not False),
+                                 bool(row.get("learn_sigma", True) is not False), row.get("routing") or "none",
+                                 int(row.get("experts") or 3), int(row.get("top_k") or 2))
+    n = int(row.get("multi_expert_n") or 1)  # a multi-expert ensemble holds N models, runs one per sample
+    return (params * n if params is not None else None), gflops
 
 
 # -- paper values (methods.md §3) -----------------------------------------------------------------
@@ -219,6 +226,10 @@ PAPER_SOURCES = (
         ({"routing": "ercdt", "weighting": "vanilla"}, dict(fid=10.13)),
         ({"routing": "cdtr", "weighting": "vanilla", "beta": 0.8, "alpha": 4.0}, dict(fid=9.61)),
         _dtr(fid=7.32))),
+    PaperSource("dtr-appd", "DTR paper, App. D (multi-expert; experts are DiT-B/2)", "DiT-L/2", "ImageNet-256",
+                400_000, 1.5, (
+        _vanilla(fid=12.59), _dtr(fid=8.90),
+        ({"routing": "none", "weighting": "vanilla", "multi_expert_n": 4}, dict(fid=9.48)))),
     PaperSource("switch-s", "Switch-DiT paper (S)", "DiT-S/2", "ImageNet-256", None, 1.5, (
         _vanilla(fid=44.28), _dtr(fid=37.43),
         ({"routing": "learned", "weighting": "vanilla"}, dict(fid=33.99)))),
@@ -242,6 +253,8 @@ def dataset_setting(dataset: str | None, image_size: int | None, data_root: str 
 
 
 def _matches(method: dict, params: dict) -> bool:
+    if params.get("multi_expert_n") not in (None, 1) and "multi_expert_n" not in method:
+        return False  # a multi-expert ensemble is not the single model of the same routing
     for key, want in method.items():
         have = params.get(key)
         if isinstance(want, float):
@@ -266,7 +279,8 @@ def source_preference(trials: pl.DataFrame) -> list[str]:
     """Paper tables in the order a sweep prefers them: the alpha ablation when alpha is varied,
     App. F when clustered routings are present, Switch-DiT for learned routing, else Tables 1–2."""
     routings = set(trials["routing"].drop_nulls().to_list()) if trials.height else set()
-    dtr_alphas = set(trials.filter(pl.col("routing") == "dtr")["alpha"].drop_nulls().to_list()) if trials.height else set()
+    dtr = trials.filter(pl.col("routing") == "dtr") if trials.height else trials
+    dtr_alphas = set(dtr["alpha"].drop_nulls().to_list())
     order = []
     if len(dtr_alphas) > 1:
         order += ["dtr-t4-imagenet", "dtr-t4-ffhq"]
@@ -274,6 +288,8 @@ def source_preference(trials: pl.DataFrame) -> list[str]:
         order += ["dtr-appf"]
     if "learned" in routings:
         order += ["switch-s", "switch-xl"]
+    if trials.height and "multi_expert_n" in trials.columns and (trials["multi_expert_n"].fill_null(1) > 1).any():
+        order += ["dtr-appd"]
     order += [s.key for s in PAPER_SOURCES if s.key not in order]
     return order
 
@@ -482,7 +498,8 @@ def display_trials(trials: pl.DataFrame, varied: list[str]) -> tuple[list[str], 
     out = []
     for r in trials.to_dicts():
         params = method_params(r)
-        step = f"{r['step'] or 0:,}/{r['steps']:,}" if r.get("steps") else (f"{r['step']:,}" if r.get("step") else "—")
+        step = (f"{r['step'] or 0:,}/{r['steps']:,}" if r.get("steps")
+                else f"{r['step']:,}" if r.get("step") else "—")
         out.append([Cell(r["name"]), Cell(r.get("phase") or "—"),
                     Cell(config_name(r.get("label") or "?", params, varied)),
                     Cell(str(r["seed"]) if r.get("seed") is not None else "—"),

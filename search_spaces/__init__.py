@@ -5,7 +5,8 @@ import importlib
 
 from search_spaces.base import Choice, Float, Int, SearchSpace
 
-SPACE_MODULES = ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "smoke")
+SPACE_MODULES = ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "multi_expert",
+                 "learned_vs_fixed", "smoke")
 
 
 def all_spaces() -> dict[str, SearchSpace]:

@@ -83,7 +83,8 @@ def test_every_named_space_validates_and_builds_trial_configs():
     from search_spaces import all_spaces
     from search_spaces.budgets import BUDGETS, check_overrides
     spaces = all_spaces()
-    for required in ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "smoke"):
+    for required in ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "multi_expert",
+                     "learned_vs_fixed", "smoke"):
         assert required in spaces
     assert {"vanilla", "R-TR"} <= set(spaces["dtr_beta"].baselines)
     for space in spaces.values():

@@ -58,6 +58,8 @@ class RunConfig:
     # timestep interval [lo, hi] of a multi-expert member; -1 means the whole range
     expert_t_lo: int = -1
     expert_t_hi: int = -1
+    # multi-expert baseline (paper App. D): N models, each trained on one of N equal intervals
+    multi_expert_n: int = 1
     # -- data
     dataset: str = "fashion_mnist"
     data_root: str = ""
@@ -110,6 +112,10 @@ class RunConfig:
         if self.weighting == "ant_uw" and self.global_batch % self.uw_clusters:
             raise ValueError(f"global_batch={self.global_batch} must be divisible by uw_clusters={self.uw_clusters} "
                              "(ANT-UW draws timesteps stratified in equal chunks)")
+        if not 1 <= self.multi_expert_n <= self.num_timesteps:
+            raise ValueError(f"multi_expert_n must be in [1, {self.num_timesteps}], got {self.multi_expert_n}")
+        if self.multi_expert_n > 1 and self.expert_t_lo >= 0:
+            raise ValueError("multi_expert_n > 1 assigns the expert intervals itself: leave expert_t_lo/hi at -1")
         if (self.expert_t_lo < 0) != (self.expert_t_hi < 0):
             raise ValueError("expert_t_lo and expert_t_hi must be given together")
         if self.expert_t_lo >= 0 and not 0 <= self.expert_t_lo <= self.expert_t_hi < self.num_timesteps:
@@ -136,6 +142,8 @@ class RunConfig:
             parts.append({"dtr": "DTR", "random": "R-TR", "cdtr": "CDTR", "ercdt": "ERCDT",
                           "learned": "Switch-DiT", "learned_window": "learned window"}.get(
                 self.routing, self.routing))
+        if self.multi_expert_n > 1:
+            parts.append(f"{self.multi_expert_n} experts")
         if self.weighting != "vanilla":
             parts.append({"min_snr": "Min-SNR", "p2": "P2", "ant_uw": "ANT-UW"}[self.weighting])
         return " + ".join(parts)

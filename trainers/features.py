@@ -46,11 +46,11 @@ class FeatureSet:
     info: dict = field(default_factory=dict)    # e.g. the domain classifier's test accuracy
 
     def _run(self, images, fn) -> np.ndarray:
-        x = self.prepare(images)
-        out = []
+        out = []  # prepare per batch: 299x299 Inception inputs of a whole set would not fit in memory
         with torch.no_grad():
-            for lo in range(0, len(x), self.batch_size):
-                out.append(fn(x[lo:lo + self.batch_size]).detach().double().cpu().numpy())
+            for lo in range(0, len(images), self.batch_size):
+                x = self.prepare(images[lo:lo + self.batch_size])
+                out.append(fn(x).detach().double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim))
 
     def features(self, images) -> np.ndarray:

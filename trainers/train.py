@@ -98,6 +98,10 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
     """Train ``cfg``; returns the final metrics.  ``report(metrics, checkpoint_dir)`` is called at
     every checkpoint/evaluation step and at the end (Tune uses it); ``resume`` is a run or
     checkpoint directory."""
+    if cfg.multi_expert_n > 1:
+        from trainers.multi_expert import train_multi_expert
+        return train_multi_expert(cfg, parent_run_id=parent_run_id, report=report, mlflow_enabled=mlflow_enabled,
+                                  threads=threads)
     ensure_single_process_env()
     if threads:
         torch.set_num_threads(threads)
@@ -139,6 +143,9 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
         raise
     if rank == 0:
         tracker.finish("FINISHED")
+    path = result.pop("_checkpoint")
+    if report:  # last: a scheduler may end the trial's process as soon as it sees the final result
+        report({"step": cfg.steps, **result, "done": True}, path)
     return result
 
 
@@ -226,9 +233,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     if rank == 0:
         final = write_final_artifacts(cfg, final, objective.model, tracker)
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
-    if report:
-        report({"step": cfg.steps, **final, "done": True}, path)
-    return final
+    return {**final, "_checkpoint": path}
 
 
 def _last_loss(losses: list[torch.Tensor]) -> float:

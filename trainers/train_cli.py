@@ -27,6 +27,7 @@ FIELD_HELP = {
     "schedule": "linear | cosine beta schedule", "num_timesteps": "diffusion steps T",
     "expert_t_lo": "multi-expert member: lowest timestep trained (-1 = all)",
     "expert_t_hi": "multi-expert member: highest timestep trained (-1 = all)",
+    "multi_expert_n": "multi-expert baseline: N models on N equal timestep intervals (1 = off)",
     "dataset": "fashion_mnist | mnist | image_folder | imagenet_folder | latents",
     "data_root": "data directory (or latent cache file)", "image_size": "image (or latent) side length",
     "random_flip": "random horizontal flips", "global_batch": "images per optimizer step, all workers",
