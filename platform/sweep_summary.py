@@ -89,7 +89,21 @@ def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, p
     _close_unfinished_child_runs(client, table)
     errors = table.filter(pl.col("status") == "error").height
     client.set_terminated(parent_run_id, status="FAILED" if errors == table.height and errors else "FINISHED")
-    return {"sweep_dir": sweep_dir, "table": table, "best": best, "errors": errors}
+    report = _build_report(sweep_dir)
+    return {"sweep_dir": sweep_dir, "table": table, "best": best, "errors": errors, "report": report}
+
+
+def _build_report(sweep_dir: str) -> str | None:
+    """The HTML/Markdown report; a failure here is printed but never fails the sweep."""
+    try:
+        from reports import build_report
+        paths = build_report(sweep_dir, log_to_mlflow=True)
+    except Exception as err:  # the sweep's results are already saved; the report can be rebuilt
+        print(f"warning: the report could not be built ({type(err).__name__}: {err}); "
+              f"retry with: python -m reports {sweep_dir}", flush=True)
+        return None
+    print(f"report: {paths['html']}", flush=True)
+    return paths["html"]
 
 
 def _close_unfinished_child_runs(client, table: pl.DataFrame) -> None:

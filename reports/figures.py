@@ -4,7 +4,7 @@ or None when the sweep has nothing to show for it (the report then leaves the fi
 - ``metric_vs_param``: metric vs beta / alpha / K with 95% error bars, baselines as bands (paper Fig. 4, Table 4)
 - ``convergence_curves``: FID-k vs training step per configuration, and the training loss (paper Fig. 5)
 - ``routing_masks``: each routed configuration's mask table (rebuilt, or the trial's routing_mask.png)
-- ``loss_weight_curves``: w(t) of the weightings present, over t (methods.md §2)
+- ``loss_weight_curves``: w(t) of the weightings present, over t (methods.md §2); none if all are vanilla
 - ``sample_grids``: the trials' samples.png side by side
 - ``expert_usage``: learned routing's expert usage over t, when a trial saved ``expert_usage.npy|json``
 """

@@ -61,7 +61,9 @@ def method_params(row: dict) -> dict:
     row["multi_expert_n"] = row.get("multi_expert_n") or 1  # configs older than the field: one model
     if row.get("routing") in ("dtr", "random", "cdtr") and row.get("beta") == 1.0:
         row["routing"] = "none"
-    return {f: (row.get(f) if _RELEVANCE[f](row) else None) for f in METHOD_FIELDS}
+    out = {f: (row.get(f) if _RELEVANCE[f](row) else None) for f in METHOD_FIELDS}
+    # 0.8500000000000001 (a quantised Optuna value) and 0.85 are one configuration
+    return {f: float(f"{v:.10g}") if isinstance(v, float) else v for f, v in out.items()}
 
 
 def varied_params(trials: pl.DataFrame) -> list[str]:

@@ -117,6 +117,8 @@ def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
     assert all(0 < f < 1e6 for f in table["fid"].to_list())
     assert all(fs.startswith("domain") for fs in table["feature_set"].to_list())
     assert "best:" in result.stdout and "baseline vanilla" in result.stdout
+    from tests.test_reports import check_report_outputs
+    check_report_outputs(str(sweep_dir))
     client, parent, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
     assert parent.info.status == "FINISHED"
     assert len(children) == 3

@@ -7,10 +7,8 @@ import torch
 from trainers.weighting import (
     WEIGHTINGS,
     UncertaintyWeighting,
-    cluster_index,
     combine_loss,
     loss_weight,
-    stratified_timesteps,
 )
 
 SNR = torch.tensor([0.0, 0.5, 5.0, 10.0, 100.0], dtype=torch.float64)
@@ -172,16 +170,3 @@ def test_uw_param_group_and_validation():
         uw(torch.ones(3), torch.tensor([0, 1]))
     with pytest.raises(ValueError):
         UncertaintyWeighting(0)
-
-
-def test_stratified_timesteps_and_cluster_index():
-    intervals = [(0, 9), (10, 99), (100, 499), (500, 999)]
-    g = torch.Generator().manual_seed(0)
-    t, cid = stratified_timesteps(10, intervals, generator=g)
-    assert t.dtype == torch.long and cid.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3]
-    for ti, ci in zip(t.tolist(), cid.tolist()):
-        lo, hi = intervals[ci]
-        assert lo <= ti <= hi
-    assert torch.equal(cluster_index(t, intervals), cid)
-    edges = torch.tensor([0, 9, 10, 99, 100, 499, 500, 999])
-    assert cluster_index(edges, intervals).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]

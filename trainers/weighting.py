@@ -13,7 +13,7 @@ term only; the VB term of a learned variance is added unweighted.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +25,6 @@ __all__ = [
     "loss_weight",
     "combine_loss",
     "UncertaintyWeighting",
-    "stratified_timesteps",
-    "cluster_index",
     "interval_clusters",
 ]
 
@@ -135,29 +133,3 @@ class UncertaintyWeighting(nn.Module):
     def param_group(self, lr: float = 0.025) -> dict:
         """Param group for its own AdamW group (no weight decay)."""
         return {"params": [self.log_vars], "lr": lr, "weight_decay": 0.0}
-
-
-def cluster_index(t: Tensor, intervals: Sequence[tuple[int, int]]) -> Tensor:
-    """Cluster id (N,) int64 of each timestep, for contiguous ordered intervals."""
-    starts = torch.tensor([s for s, _ in intervals[1:]], dtype=torch.long, device=t.device)
-    return torch.bucketize(t.long(), starts, right=True)
-
-
-def stratified_timesteps(
-    batch_size: int,
-    intervals: Sequence[tuple[int, int]],
-    *,
-    generator: Optional[torch.Generator] = None,
-    device=None,
-) -> tuple[Tensor, Tensor]:
-    """ANT's sampler: split the batch into K near-equal chunks, chunk j draws t
-    uniformly inside interval j.  Returns (t (N,), cluster_idx (N,)), int64."""
-    K = len(intervals)
-    base, extra = divmod(int(batch_size), K)
-    sizes = torch.tensor([base + (1 if j < extra else 0) for j in range(K)])
-    lo = torch.tensor([s for s, _ in intervals], dtype=torch.long)
-    width = torch.tensor([e - s + 1 for s, e in intervals], dtype=torch.long)
-    cid = torch.repeat_interleave(torch.arange(K), sizes)
-    u = torch.rand(int(batch_size), generator=generator, dtype=torch.float64)
-    t = lo[cid] + (u * width[cid]).long().clamp_max(width[cid] - 1)
-    return t.to(device), cid.to(device)

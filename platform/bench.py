@@ -1,0 +1,93 @@
+"""``python -m platform.bench``: the regression benchmark (speed ratios, FID-k), gated against
+the committed baseline.  Run from the repository root.
+
+    make bench                                            # = python -m platform.bench --suite speed
+    python -m platform.bench --suite all                  # + FID-k of vanilla/DTR, 3 seeds (long)
+    python -m platform.bench --suite speed --update-baseline   # re-record trainers/bench/baseline.json
+
+The suite, the timing method and the gate live in trainers/bench (see its docstring).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+EPILOG = """\
+exit status:
+  0  no metric regressed beyond its noise band (or --update-baseline was given)
+  1  a gated metric regressed beyond its noise band, or the routing-cost claim failed beyond its band
+  2  bad arguments or the bench could not run
+
+gated metrics are ratios measured in the same interleaved rounds (dtr_step_ratio = t_dtr / t_vanilla,
+...); absolute milliseconds are printed and logged but only gated with --gate-absolute.
+
+testing the gate (no production hook needed): write a baseline file whose entry claims a case was much
+faster with a tight band, then run with --baseline PATH, e.g.
+  python -m platform.bench --scale tiny --rounds 3 --update-baseline --baseline /tmp/b.json --no-mlflow
+  (edit /tmp/b.json: scales.tiny.metrics.dtr_step_ratio.mean = 0.1, se = 0.001)
+  python -m platform.bench --scale tiny --rounds 3 --baseline /tmp/b.json --no-mlflow   # exits 1
+
+results: one MLflow run per invocation in experiment 'benchmarks' ($MLFLOW_TRACKING_URI or
+runs/mlflow.db), a line in runs/bench/history.jsonl (trainers.bench.history.bench_history reads it).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m platform.bench", description=__doc__.split("\n\n")[0],
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", choices=("speed", "quality", "all"), default="speed",
+                   help="speed: step-time ratios, sampling and FID time (minutes); quality: FID-k of "
+                        "vanilla and DTR after short training runs, 3 seeds (long); all: both")
+    p.add_argument("--scale", choices=("full", "tiny"), default="full",
+                   help="full: the real suite (DiT-S/2 training steps); tiny: test size (DiT-T/4, a few images)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: full 8, tiny 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes (default 1)")
+    p.add_argument("--cases", default="",
+                   help="comma-separated subset of cases (calib and vanilla are always added), "
+                        "e.g. dtr,rtr; default all")
+    p.add_argument("--seeds", default="", help="quality seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: stable on a shared machine; part of each case's fingerprint)")
+    p.add_argument("--engine", choices=("deepspeed", "torch"), default="deepspeed",
+                   help="training-step path: a DeepSpeed engine as trainers/train.py (default) or the same "
+                        "objective with torch AdamW and no DeepSpeed")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--baseline", default=None, help="baseline file (default trainers/bench/baseline.json)")
+    p.add_argument("--update-baseline", action="store_true",
+                   help="write this run's numbers into the baseline file (only its metrics are replaced)")
+    p.add_argument("--gate-absolute", action="store_true",
+                   help="also gate absolute milliseconds (only meaningful on the baseline's machine)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--history", default=None, help="history file (default runs/bench/history.jsonl)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the result record here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from trainers.bench.run import DEFAULT_BASELINE, BenchOptions, run_bench
+    try:
+        opts = BenchOptions(
+            suite=args.suite, scale=args.scale, rounds=args.rounds, warmup=args.warmup,
+            cases=tuple(c.strip() for c in args.cases.split(",") if c.strip()),
+            seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
+            threads=args.threads, engine=args.engine, device=args.device,
+            baseline=args.baseline or DEFAULT_BASELINE, update_baseline=args.update_baseline,
+            gate_absolute=args.gate_absolute, mlflow=not args.no_mlflow, history=args.history,
+            json_out=args.json_out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return run_bench(opts).exit_code
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception:  # noqa: BLE001 -- exit 1 means "regression", so a crash must not exit 1
+        traceback.print_exc()
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

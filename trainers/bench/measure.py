@@ -1,0 +1,241 @@
+"""Timing: each speed case becomes a runner with ``run_once() -> seconds per unit``, and
+:func:`interleave` times all runners round-robin so that every round holds one measurement
+of every case taken within seconds of each other.
+
+Why interleaved: on a shared 2-core box the speed of the machine drifts by tens of percent
+within a minute (other jobs come and go).  Timing all vanilla steps, then all DTR steps would
+fold that drift into the DTR/vanilla ratio; timing them back to back in every round and
+forming the ratio per round cancels it, and the spread of the per-round ratios is the noise
+band (gate.py).  The order rotates each round, so no case always runs right after another.
+
+Training steps go through the real path of trainers/train.py: ``DiffusionObjective`` wrapped
+in a DeepSpeed engine (ZeRO-0, torch AdamW as client optimizer), ``engine.backward`` and
+``engine.step``, then the EMA update.  ``engine="torch"`` times the same objective with a plain
+``torch.optim.AdamW`` (no DeepSpeed) for machines where DeepSpeed is unavailable.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from typing import Callable, Protocol
+
+import torch
+
+from trainers.bench.cases import CalibCase, FidCase, SampleCase, TrainStepCase
+
+ENGINES = ("deepspeed", "torch")
+
+
+class Runner(Protocol):
+    name: str
+
+    def run_once(self) -> float: ...
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    """Wall seconds of ``fn()`` with the garbage collector held off (collected just before)."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t0
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def interleave(runners: list, rounds: int, warmup: int = 1,
+               on_round: Callable[[int, dict], None] | None = None) -> dict[str, list[float]]:
+    """``{name: [seconds per unit, one per round]}``: ``warmup`` untimed passes, then ``rounds``
+    passes; pass r runs the runners starting at index r (mod len), so the order rotates."""
+    for _ in range(warmup):
+        for runner in runners:
+            runner.run_once()
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    k = len(runners)
+    for r in range(rounds):
+        this_round = {}
+        for runner in runners[r % k:] + runners[:r % k]:
+            this_round[runner.name] = runner.run_once()
+            times[runner.name].append(this_round[runner.name])
+        if on_round:
+            on_round(r, this_round)
+    return times
+
+
+# --- runners ------------------------------------------------------------------------------------
+
+class CalibRunner:
+    """A fixed chain of GEMMs in plain torch: how fast the machine is right now."""
+
+    def __init__(self, case: CalibCase, device: torch.device):
+        self.name, self.case, self.device = case.name, case, device
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(case.rows, case.width, generator=g).to(device)
+        self.w = (torch.randn(case.width, 4 * case.width, generator=g) / case.width**0.5).to(device)
+
+    def _work(self) -> None:
+        h = self.x
+        for _ in range(self.case.repeats):
+            h = torch.tanh(h @ self.w) @ self.w.T
+        self.out = h
+
+    def run_once(self) -> float:
+        return timed(self._work, self.device)
+
+
+def init_distributed(device: torch.device) -> None:
+    """A one-process group, as trainers.train does (DeepSpeed needs one)."""
+    from trainers.distributed import ensure_single_process_env
+    ensure_single_process_env()
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
+    import deepspeed
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+
+
+class TrainStepRunner:
+    """``steps_per_round`` real training steps; ``run_once`` returns seconds per step.
+
+    Every case replays the same batches (data, labels, timesteps, noise from ``case.seed``), so
+    routed and plain models do exactly the same work apart from the routing.
+    """
+
+    POOL = 4  # distinct batches, cycled
+
+    def __init__(self, case: TrainStepCase, device: torch.device, engine: str = "deepspeed"):
+        from trainers.config import RunConfig
+        from trainers.diffusion import GaussianDiffusion
+        from trainers.ema import EMA
+        from trainers.models import build_model
+        from trainers.objective import DiffusionObjective
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.name, self.case, self.device, self.engine_kind = case.name, case, device, engine
+        self.cfg = RunConfig(model=case.model, routing=case.routing, beta=case.beta, alpha=case.alpha,
+                             dataset="latents", global_batch=case.batch, micro_batch=case.batch,
+                             seed=case.seed, progress=False)
+        torch.manual_seed(case.seed)
+        model = build_model(case.model, input_size=case.shape[-1], in_channels=case.shape[0],
+                            num_classes=case.num_classes, learn_sigma=self.cfg.learn_sigma,
+                            routing=self.cfg.routing_spec())
+        diffusion = GaussianDiffusion(self.cfg.schedule, self.cfg.num_timesteps, learn_sigma=self.cfg.learn_sigma)
+        self.objective = DiffusionObjective(self.cfg, model, diffusion)
+        self.ema = EMA(model, self.cfg.ema_decay)
+        if engine == "deepspeed":
+            import deepspeed
+            from trainers.train import deepspeed_config
+            init_distributed(device)
+            optimizer = torch.optim.AdamW(self.objective.param_groups(), lr=self.cfg.lr,
+                                          weight_decay=self.cfg.weight_decay)
+            self.engine, _, _, _ = deepspeed.initialize(model=self.objective, optimizer=optimizer,
+                                                        config=deepspeed_config(self.cfg, 1))
+        else:
+            self.objective.to(device)
+            self.engine = None
+            self.optimizer = torch.optim.AdamW(self.objective.param_groups(), lr=self.cfg.lr,
+                                               weight_decay=self.cfg.weight_decay)
+        self.ema.model.to(device)
+        g = torch.Generator().manual_seed(case.seed)
+        n = case.batch
+        self.batches = []
+        for _ in range(self.POOL):
+            t, cluster = self.objective.sample_timesteps(n, g)
+            self.batches.append(tuple(v.to(device) for v in (
+                torch.randn((n, *case.shape), generator=g), torch.randint(0, case.num_classes, (n,), generator=g),
+                t, torch.randn((n, *case.shape), generator=g), cluster)))
+        self.step = 0
+
+    def _train_step(self) -> None:
+        x, y, t, noise, cluster = self.batches[self.step % self.POOL]
+        self.step += 1
+        if self.engine is not None:
+            loss, _ = self.engine(x, y, t, noise, cluster)
+            self.engine.backward(loss)
+            self.engine.step()
+        else:
+            loss, _ = self.objective(x, y, t, noise, cluster)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.objective.model)
+
+    def _steps(self) -> None:
+        for _ in range(self.case.steps_per_round):
+            self._train_step()
+
+    def run_once(self) -> float:
+        return timed(self._steps, self.device) / self.case.steps_per_round
+
+
+class SampleRunner:
+    """DDIM sampling of ``images_per_round`` images through trainers.evaluate.generate_samples;
+    returns seconds per image."""
+
+    def __init__(self, case: SampleCase, device: torch.device):
+        from trainers.config import RunConfig
+        from trainers.data import dataset_info
+        from trainers.diffusion import GaussianDiffusion
+        from trainers.models import build_model
+        self.name, self.case, self.device = case.name, case, device
+        channels, num_classes = dataset_info(case.dataset)
+        self.cfg = RunConfig(model=case.model, dataset=case.dataset, sampler=case.sampler,
+                             sample_steps=case.sample_steps, seed=case.seed, progress=False)
+        torch.manual_seed(case.seed)
+        self.model = build_model(case.model, input_size=self.cfg.image_size, in_channels=channels,
+                                 num_classes=num_classes, learn_sigma=self.cfg.learn_sigma).to(device).eval()
+        self.diffusion = GaussianDiffusion(self.cfg.schedule, self.cfg.num_timesteps, learn_sigma=self.cfg.learn_sigma)
+
+    def _sample(self) -> None:
+        from trainers.evaluate import generate_samples
+        self.out, _ = generate_samples(self.model, self.diffusion, self.cfg, self.case.images_per_round,
+                                       device=self.device, batch=self.case.images_per_round)
+
+    def run_once(self) -> float:
+        return timed(self._sample, self.device) / self.case.images_per_round
+
+
+class FidRunner:
+    """trainers.metrics.evaluate_samples on fixed random images (the score is irrelevant, the
+    work is the same); the classifier and the reference statistics are built (or loaded from
+    the cache) in ``__init__``, outside the timing."""
+
+    def __init__(self, case: FidCase, device: torch.device):
+        from trainers.data import dataset_info
+        from trainers.metrics import reference
+        self.name, self.case, self.device = case.name, case, device
+        channels, _ = dataset_info(case.dataset)
+        g = torch.Generator().manual_seed(case.seed)
+        self.samples = torch.rand((case.samples, channels, 32, 32), generator=g) * 2 - 1
+        reference(case.dataset, case.feature_set, "train", case.ref_n, image_size=32, device=device)
+
+    def _score(self) -> None:
+        from trainers.metrics import evaluate_samples
+        self.out = evaluate_samples(self.samples, self.case.dataset, self.case.feature_set,
+                                    ref_n=self.case.ref_n, device=self.device)
+
+    def run_once(self) -> float:
+        return timed(self._score, self.device)
+
+
+def build_runner(case, device: torch.device, engine: str = "deepspeed") -> Runner:
+    if isinstance(case, TrainStepCase):
+        return TrainStepRunner(case, device, engine)
+    if isinstance(case, SampleCase):
+        return SampleRunner(case, device)
+    if isinstance(case, FidCase):
+        return FidRunner(case, device)
+    if isinstance(case, CalibCase):
+        return CalibRunner(case, device)
+    raise TypeError(f"not a speed case: {case!r}")
