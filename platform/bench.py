@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training-step path: a DeepSpeed engine as trainers/train.py (default) or the same "
                         "objective with torch AdamW and no DeepSpeed")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="cpu: process CPU time (default on CPU: robust to other jobs sharing the cores); "
+                        "wall: wall time (default on CUDA)")
     p.add_argument("--baseline", default=None, help="baseline file (default trainers/bench/baseline.json)")
     p.add_argument("--update-baseline", action="store_true",
                    help="write this run's numbers into the baseline file (only its metrics are replaced)")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             suite=args.suite, scale=args.scale, rounds=args.rounds, warmup=args.warmup,
             cases=tuple(c.strip() for c in args.cases.split(",") if c.strip()),
             seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
-            threads=args.threads, engine=args.engine, device=args.device,
+            threads=args.threads, engine=args.engine, device=args.device, clock=args.clock,
             baseline=args.baseline or DEFAULT_BASELINE, update_baseline=args.update_baseline,
             gate_absolute=args.gate_absolute, mlflow=not args.no_mlflow, history=args.history,
             json_out=args.json_out)

@@ -136,9 +136,6 @@ def run_sweep(opts: SweepOptions) -> dict:
     """Run (or resume) a sweep; returns {"sweep_dir", "table", "best"}."""
     if opts.address:
         _use_cluster_token()  # before Ray is imported: it reads the auth mode once
-    # checkpoints are reported more often than the FID-k proxy is computed; ASHA and Optuna
-    # only act on results that carry the metric, so results without it are fine
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
     from ray import tune
     from trainers.presets import preset_config

@@ -32,7 +32,7 @@ def _rows(phase: str, grid) -> list[dict]:
         run_dir = metrics.get("run_dir")
         final = _final_metrics(run_dir)
         cfg = final.get("config", {})
-        status = "error" if result.error else ("finished" if metrics.get("done") else "stopped")
+        status = "error" if result.error else ("finished" if metrics.get("final") else "stopped")
         rows.append({
             "phase": phase, "label": metrics.get("label") or final.get("label", ""),
             "trial": metrics.get("trial_id", ""), "status": status,

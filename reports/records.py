@@ -172,7 +172,7 @@ def tune_states(sweep_dir: str) -> dict[str, dict]:
             error = None
             if trial.get("status") == "ERROR":
                 error = _last_error_line(os.path.join(logdir, "error.txt")) or "error"
-            out[trial_id] = {"phase": phase, "status": trial.get("status"), "done": bool(last.get("done")),
+            out[trial_id] = {"phase": phase, "status": trial.get("status"), "final": bool(last.get("final")),
                              "params": trial.get("config") or {}, "error": error, "last_result": last}
     return out
 
@@ -191,7 +191,7 @@ def _tune_status(state: dict) -> str:
     if status == "ERROR":
         return "error"
     if status == "TERMINATED":
-        return "finished" if state.get("done") else "stopped"
+        return "finished" if state.get("final") else "stopped"
     return "running"  # RUNNING, PENDING, PAUSED
 
 

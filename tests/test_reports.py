@@ -239,7 +239,7 @@ def _tune_state(sweep_dir, phase, trials):
     """A minimal Ray Tune experiment_state file: [(trial_id, status, config, done, logdir), ...]."""
     os.makedirs(os.path.join(sweep_dir, phase), exist_ok=True)
     data = [[json.dumps({"trial_id": tid, "status": status, "config": config, "relative_logdir": logdir}),
-             json.dumps({"last_result": {"done": done, "time_total_s": 12.5}})]
+             json.dumps({"last_result": {"final": done, "time_total_s": 12.5}})]
             for tid, status, config, done, logdir in trials]
     with open(os.path.join(sweep_dir, phase, "experiment_state-2026-01-01_00-00-00.json"), "w") as f:
         json.dump({"trial_data": data}, f)

@@ -301,10 +301,10 @@ def test_report_called_at_checkpoints_and_at_the_end(resume_runs):
     for r in during:
         assert r["exists"] and r["complete"], r
         assert r["path"].endswith(tag_for(r["metrics"]["step"]))
-        assert r["metrics"]["done"] is False and math.isfinite(r["metrics"]["loss"])
-    assert last["metrics"]["done"] is True and last["exists"] and last["complete"]
+        assert r["metrics"]["final"] is False and math.isfinite(r["metrics"]["loss"])
+    assert last["metrics"]["final"] is True and last["exists"] and last["complete"]
     assert last["path"].endswith(tag_for(RESUME_STEPS))
-    assert sum(r["metrics"]["done"] for r in reports) == 1
+    assert sum(r["metrics"]["final"] for r in reports) == 1
     # keep=2: older complete checkpoints were pruned
     assert len(complete_checkpoints(resume_runs["full_cfg"].run_dir)) == 2
 
@@ -330,7 +330,7 @@ def test_smoke_training_with_domain_evaluation(eval_run):
     for key in ("fid", "precision", "recall", "feature_set"):
         assert saved[key] == result[key]
     assert RunConfig.from_dict(saved["config"]) == cfg
-    assert reports[-1]["done"] is True and reports[-1]["fid"] == result["fid"]
+    assert reports[-1]["final"] is True and reports[-1]["fid"] == result["fid"]
     # metrics.jsonl: one object per logged step (log_every=5)
     assert [r["step"] for r in read_metrics(cfg.run_dir)] == [5, 10, 15, 20]
     client = mlflow_client()

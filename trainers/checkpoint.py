@@ -48,6 +48,12 @@ def latest_checkpoint(run_dir: str) -> str | None:
     return found[-1] if found else None
 
 
+def saved_step(path: str) -> int:
+    """The step of a complete checkpoint directory (written into its COMPLETE marker)."""
+    with open(os.path.join(path, COMPLETE)) as f:
+        return int(f.read().strip())
+
+
 def resolve_resume_dir(path: str) -> str:
     """Accept a run directory or a checkpoint directory; return the checkpoint directory."""
     if os.path.exists(os.path.join(path, COMPLETE)):

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from trainers.checkpoint import latest_checkpoint
+from trainers.checkpoint import latest_checkpoint, tag_for
 from trainers.config import RunConfig
 from trainers.routing import equal_width_bounds
 
@@ -60,7 +60,7 @@ def member_configs(cfg: RunConfig) -> list[RunConfig]:
 
 def _finished(member: RunConfig) -> bool:
     latest = latest_checkpoint(member.run_dir)
-    return latest is not None and latest.endswith(f"step_{member.steps:07d}")
+    return latest is not None and os.path.basename(latest) == tag_for(member.steps)
 
 
 def load_composite(cfg: RunConfig) -> CompositeExpertModel:
@@ -95,8 +95,6 @@ def train_multi_expert(cfg: RunConfig, *, parent_run_id=None, report=None, mlflo
             for record in history:
                 if "loss" in record:
                     tracker.log_metrics({f"loss_expert{i}": record["loss"]}, step=record["step"])
-            if report:
-                report({"step": (i + 1) * cfg.steps, "loss": history[-1]["loss"], "done": False}, None)
         composite = load_composite(cfg)
         diffusion = GaussianDiffusion(cfg.schedule, cfg.num_timesteps, learn_sigma=cfg.learn_sigma)
         final = evaluate_model(composite, diffusion, cfg, cfg.final_eval_samples, keep_samples=True)
@@ -109,5 +107,5 @@ def train_multi_expert(cfg: RunConfig, *, parent_run_id=None, report=None, mlflo
         raise
     tracker.finish("FINISHED")
     if report:
-        report({"step": len(members) * cfg.steps, **final, "done": True}, None)
+        report({"step": len(members) * cfg.steps, **final, "final": True}, None)
     return final

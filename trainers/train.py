@@ -26,7 +26,7 @@ import torch
 
 from trainers.batches import BatchSchedule, load_batch, shard, step_generator, step_seed
 from trainers.checkpoint import (check_resumable, latest_checkpoint, load_checkpoint, read_checkpoint_config,
-                                 resolve_resume_dir, save_checkpoint)
+                                 resolve_resume_dir, save_checkpoint, tag_for)
 from trainers.config import RunConfig
 from trainers.data import build_dataset, dataset_info
 from trainers.diffusion import GaussianDiffusion
@@ -145,7 +145,7 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
         tracker.finish("FINISHED")
     path = result.pop("_checkpoint")
     if report:  # last: a scheduler may end the trial's process as soon as it sees the final result
-        report({"step": cfg.steps, **result, "done": True}, path)
+        report({"step": cfg.steps, **result, "final": True}, path)
     return result
 
 
@@ -156,7 +156,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     accum = cfg.global_batch // (cfg.micro_batch * world)
     bar = _progress(cfg, start_step, rank)
     window_start, window_images = time.perf_counter(), 0
-    last_fid = {}
+    last_fid, unreported_ckpt = {}, None
     if rank == 0:
         tracker.log_metrics({"deepspeed_init_s": init_seconds}, step=start_step)
         if start_step:
@@ -203,10 +203,10 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             metrics_file.write(record)
             tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=done)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
-            if not bar.disable or done % max(cfg.log_every, cfg.steps // 10) == 0 or done == cfg.steps:
-                if bar.disable and cfg.progress:
-                    print(f"[{cfg.run_name}] step {done}/{cfg.steps} loss {record['loss']:.4f} "
-                          f"{record['images_per_s']:.0f} img/s", flush=True)
+            if bar.disable and cfg.progress and (done % max(cfg.log_every, cfg.steps // 10) == 0
+                                                 or done == cfg.steps):  # progress lines when not a tty
+                print(f"[{cfg.run_name}] step {done}/{cfg.steps} loss {record['loss']:.4f} "
+                      f"{record['images_per_s']:.0f} img/s", flush=True)
             window_start, window_images = time.perf_counter(), 0
         is_eval = cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
         is_ckpt = cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps
@@ -218,15 +218,17 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                 metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"]})
             last_fid = broadcast_object(last_fid)
         if is_ckpt:
-            path = save_checkpoint(engine, ema, cfg, done, rank=rank)
+            unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
             barrier()
-            if report:
-                report({"step": done, "loss": _last_loss(losses), **last_fid, "done": False}, path)
-        elif is_eval and report:
-            report({"step": done, "loss": _last_loss(losses), **last_fid, "done": False}, None)
+        # every report carries the metric (schedulers and Optuna need it): the newest checkpoint
+        # travels with the next FID-k; a retried trial also resumes from newer local checkpoints
+        if report and last_fid and (is_eval or is_ckpt):
+            report({"step": done, "loss": _last_loss(losses), **last_fid, "final": False}, unreported_ckpt)
+            unreported_ckpt = None
     bar.close()
-    path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank) if latest_checkpoint(cfg.run_dir) is None \
-        or not latest_checkpoint(cfg.run_dir).endswith(f"{cfg.steps:07d}") else latest_checkpoint(cfg.run_dir)
+    path = latest_checkpoint(cfg.run_dir)
+    if path is None or os.path.basename(path) != tag_for(cfg.steps):
+        path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank)
     barrier()
     final = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.final_eval_samples, rank=rank,
                            device=device, keep_samples=True)

@@ -69,12 +69,19 @@ def _trial_name(ctx: TrialContext, params: dict) -> str:
     return f"trial-{trial_id}"
 
 
-def _restored_checkpoint(run_dir: str, checkpoint) -> str | None:
-    if checkpoint is None:
-        return None
-    target = os.path.join(run_dir, "restored_checkpoint")
-    shutil.rmtree(target, ignore_errors=True)
-    return checkpoint.to_directory(target)
+def _restored_checkpoint(run_dir: str, checkpoint, copy_name: str = "restored_checkpoint") -> str | None:
+    """Where a (re)started trial resumes: the newer of Tune's last reported checkpoint and the
+    run directory's own latest complete checkpoint (saved between reports; the run directory
+    lives under the sweep directory, shared storage on clusters)."""
+    from trainers.checkpoint import latest_checkpoint, saved_step
+    local = latest_checkpoint(run_dir)
+    restored = None
+    if checkpoint is not None:
+        target = os.path.join(run_dir, copy_name)
+        shutil.rmtree(target, ignore_errors=True)
+        restored = checkpoint.to_directory(target)
+    candidates = [p for p in (local, restored) if p]
+    return max(candidates, key=saved_step) if candidates else None
 
 
 def run_trial(params: dict, ctx: TrialContext) -> None:
@@ -116,7 +123,7 @@ def _worker_loop(config: dict) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
     checkpoint = ray.train.get_checkpoint()
-    resume = _restored_checkpoint(os.path.join(cfg.run_dir, f"rank{rank}"), checkpoint)
+    resume = _restored_checkpoint(cfg.run_dir, checkpoint, copy_name=f"restored_checkpoint_rank{rank}")
     train(cfg, resume=resume, parent_run_id=config["parent_run_id"], report=report,
           threads=config["threads"])
 

@@ -36,7 +36,7 @@ class TrainStepCase:
     batch: int = 2
     shape: tuple[int, int, int] = (4, 32, 32)   # SD-VAE latent of a 256px image
     num_classes: int = 1000
-    steps_per_round: int = 2
+    steps_per_round: int = 3
     beta: float = 0.8
     alpha: float = 4.0
     seed: int = 0
@@ -55,6 +55,7 @@ class SampleCase:
     sampler: str = "ddim"
     sample_steps: int = 25
     images_per_round: int = 16
+    repeats: int = 1
     seed: int = 0
     kind: str = "sample"
 
@@ -70,6 +71,7 @@ class FidCase:
     feature_set: str = "domain"
     samples: int = 2000
     ref_n: int | None = None           # None: the whole train split, the reference training runs use
+    repeats: int = 1
     seed: int = 0
     kind: str = "fid"
 
@@ -83,11 +85,13 @@ class CalibCase:
     name: str = "calib"
     rows: int = 256
     width: int = 384
-    repeats: int = 8
+    chain: int = 4
+    repeats: int = 3
     kind: str = "calib"
 
     def describe(self) -> str:
-        return f"plain torch GEMM chain {self.rows}x{self.width}x{4 * self.width}, x{self.repeats} (machine speed)"
+        return (f"plain torch GEMM chain {self.rows}x{self.width}x{4 * self.width} x{2 * self.chain} "
+                "(machine speed)")
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,8 @@ def _speed(scale: str, learned: bool) -> tuple:
     if scale == "full":
         train = [TrainStepCase(n, r) for n, r in names]
         return (CalibCase(), *train, SampleCase(), FidCase())
-    train = [TrainStepCase(n, r, model="DiT-T/4", steps_per_round=3) for n, r in names]
-    return (CalibCase(rows=64, repeats=2), *train, SampleCase(sample_steps=5, images_per_round=4),
+    train = [TrainStepCase(n, r, model="DiT-T/4", steps_per_round=5) for n, r in names]
+    return (CalibCase(rows=64, chain=2), *train, SampleCase(sample_steps=5, images_per_round=4, repeats=2),
             FidCase(samples=256, ref_n=2000))
 
 
@@ -143,7 +147,7 @@ def suite(scale: str = "full") -> Suite:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     learned = "learned" in ROUTING_KINDS
-    return Suite(scale=scale, rounds=8 if scale == "full" else 3, warmup=1,
+    return Suite(scale=scale, rounds=10 if scale == "full" else 5, warmup=1,
                  speed=_speed(scale, learned), quality=_quality(scale))
 
 

@@ -1,12 +1,14 @@
-"""Timing: each speed case becomes a runner with ``run_once() -> seconds per unit``, and
-:func:`interleave` times all runners round-robin so that every round holds one measurement
-of every case taken within seconds of each other.
+"""Timing: every speed case becomes a runner whose ``unit()`` does one unit of work (a training
+step, a sampling batch, an FID evaluation), and :func:`interleave` times all runners round-robin,
+unit by unit, so every round holds measurements of every case taken seconds apart.
 
 Why interleaved: on a shared 2-core box the speed of the machine drifts by tens of percent
 within a minute (other jobs come and go).  Timing all vanilla steps, then all DTR steps would
-fold that drift into the DTR/vanilla ratio; timing them back to back in every round and
-forming the ratio per round cancels it, and the spread of the per-round ratios is the noise
-band (gate.py).  The order rotates each round, so no case always runs right after another.
+fold that drift into the DTR/vanilla ratio; timing them alternately in every round and forming
+the ratio per round cancels most of it, and the spread of the per-round ratios is the noise band
+(gate.py).  Two more defences against the neighbours: the default clock is the process CPU time
+(the time our thread actually ran, not the time it waited for a core; measured here it cut the
+per-round ratio spread roughly in half vs wall time), and a round keeps each case's fastest unit.
 
 Training steps go through the real path of trainers/train.py: ``DiffusionObjective`` wrapped
 in a DeepSpeed engine (ZeRO-0, torch AdamW as client optimizer), ``engine.backward`` and
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
@@ -28,10 +32,15 @@ from trainers.bench.cases import CalibCase, FidCase, SampleCase, TrainStepCase
 ENGINES = ("deepspeed", "torch")
 
 
+CLOCKS = ("cpu", "wall")
+
+
 class Runner(Protocol):
     name: str
+    repeats: int      # units timed per round (the round's value is the fastest)
+    per_unit: int     # divide a unit's time by this (images per sampling batch), else 1
 
-    def run_once(self) -> float: ...
+    def unit(self) -> None: ...
 
 
 def _sync(device: torch.device) -> None:
@@ -39,39 +48,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], None], device: torch.device) -> float:
-    """Wall seconds of ``fn()`` with the garbage collector held off (collected just before)."""
+def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
+    """(process CPU seconds, wall seconds) of ``fn()``, garbage collector held off (collected before)."""
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:
         _sync(device)
-        t0 = time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         fn()
         _sync(device)
-        return time.perf_counter() - t0
+        return time.process_time() - c0, time.perf_counter() - w0
     finally:
         if enabled:
             gc.enable()
 
 
-def interleave(runners: list, rounds: int, warmup: int = 1,
-               on_round: Callable[[int, dict], None] | None = None) -> dict[str, list[float]]:
-    """``{name: [seconds per unit, one per round]}``: ``warmup`` untimed passes, then ``rounds``
-    passes; pass r runs the runners starting at index r (mod len), so the order rotates."""
+@dataclass
+class Timings:
+    """Per case, one value per round (seconds per unit on ``clock``), and the clocks' totals."""
+
+    clock: str
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    cpu_total: float = 0.0
+    wall_total: float = 0.0
+
+    @property
+    def contention(self) -> float:
+        """wall / CPU time of the timed work: ~1 on an idle machine, larger when others share the cores
+        (with one thread; several threads lower it)."""
+        return self.wall_total / self.cpu_total if self.cpu_total else math.nan
+
+
+def interleave(runners: list, rounds: int, warmup: int = 1, clock: str = "cpu", device=None,
+               on_round: Callable[[int, dict], None] | None = None) -> Timings:
+    """Time ``runners`` round-robin: ``warmup`` untimed passes, then ``rounds`` rounds.
+
+    In a round the runners take turns unit by unit (vanilla step, DTR step, R-TR step, ...,
+    vanilla step, ...), each ``repeats`` times; the order rotates by one every round.  A case's
+    value for the round is its fastest unit: on a shared machine a slower repeat is interference,
+    not the code.  ``clock="cpu"`` measures process CPU time (robust to time-sharing of the cores
+    with other jobs; use with one thread), ``"wall"`` wall time (GPUs, several threads).
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    device = torch.device(device or "cpu")
     for _ in range(warmup):
         for runner in runners:
-            runner.run_once()
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
+            runner.unit()
+    out = Timings(clock, {r.name: [] for r in runners})
     k = len(runners)
     for r in range(rounds):
-        this_round = {}
-        for runner in runners[r % k:] + runners[:r % k]:
-            this_round[runner.name] = runner.run_once()
-            times[runner.name].append(this_round[runner.name])
+        order = runners[r % k:] + runners[:r % k]
+        units: dict[str, list[float]] = {x.name: [] for x in order}
+        for j in range(max(x.repeats for x in runners)):
+            for runner in order:
+                if j < runner.repeats:
+                    cpu, wall = timed(runner.unit, device)
+                    out.cpu_total += cpu
+                    out.wall_total += wall
+                    units[runner.name].append((cpu if clock == "cpu" else wall) / runner.per_unit)
+        this_round = {name: min(v) for name, v in units.items()}
+        for name, v in this_round.items():
+            out.rounds[name].append(v)
         if on_round:
             on_round(r, this_round)
-    return times
+    return out
 
 
 # --- runners ------------------------------------------------------------------------------------
@@ -81,18 +123,16 @@ class CalibRunner:
 
     def __init__(self, case: CalibCase, device: torch.device):
         self.name, self.case, self.device = case.name, case, device
+        self.repeats, self.per_unit = case.repeats, 1
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(case.rows, case.width, generator=g).to(device)
         self.w = (torch.randn(case.width, 4 * case.width, generator=g) / case.width**0.5).to(device)
 
-    def _work(self) -> None:
+    def unit(self) -> None:
         h = self.x
-        for _ in range(self.case.repeats):
+        for _ in range(self.case.chain):
             h = torch.tanh(h @ self.w) @ self.w.T
         self.out = h
-
-    def run_once(self) -> float:
-        return timed(self._work, self.device)
 
 
 def init_distributed(device: torch.device) -> None:
@@ -106,7 +146,7 @@ def init_distributed(device: torch.device) -> None:
 
 
 class TrainStepRunner:
-    """``steps_per_round`` real training steps; ``run_once`` returns seconds per step.
+    """One unit = one real training step; ``steps_per_round`` of them per round.
 
     Every case replays the same batches (data, labels, timesteps, noise from ``case.seed``), so
     routed and plain models do exactly the same work apart from the routing.
@@ -123,6 +163,7 @@ class TrainStepRunner:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.name, self.case, self.device, self.engine_kind = case.name, case, device, engine
+        self.repeats, self.per_unit = case.steps_per_round, 1
         self.cfg = RunConfig(model=case.model, routing=case.routing, beta=case.beta, alpha=case.alpha,
                              dataset="latents", global_batch=case.batch, micro_batch=case.batch,
                              seed=case.seed, progress=False)
@@ -157,7 +198,7 @@ class TrainStepRunner:
                 t, torch.randn((n, *case.shape), generator=g), cluster)))
         self.step = 0
 
-    def _train_step(self) -> None:
+    def unit(self) -> None:
         x, y, t, noise, cluster = self.batches[self.step % self.POOL]
         self.step += 1
         if self.engine is not None:
@@ -171,17 +212,11 @@ class TrainStepRunner:
             self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.objective.model)
 
-    def _steps(self) -> None:
-        for _ in range(self.case.steps_per_round):
-            self._train_step()
-
-    def run_once(self) -> float:
-        return timed(self._steps, self.device) / self.case.steps_per_round
 
 
 class SampleRunner:
-    """DDIM sampling of ``images_per_round`` images through trainers.evaluate.generate_samples;
-    returns seconds per image."""
+    """One unit = DDIM sampling of ``images_per_round`` images (one batch) through
+    trainers.evaluate.generate_samples; timed per image."""
 
     def __init__(self, case: SampleCase, device: torch.device):
         from trainers.config import RunConfig
@@ -189,6 +224,7 @@ class SampleRunner:
         from trainers.diffusion import GaussianDiffusion
         from trainers.models import build_model
         self.name, self.case, self.device = case.name, case, device
+        self.repeats, self.per_unit = case.repeats, case.images_per_round
         channels, num_classes = dataset_info(case.dataset)
         self.cfg = RunConfig(model=case.model, dataset=case.dataset, sampler=case.sampler,
                              sample_steps=case.sample_steps, seed=case.seed, progress=False)
@@ -197,13 +233,11 @@ class SampleRunner:
                                  num_classes=num_classes, learn_sigma=self.cfg.learn_sigma).to(device).eval()
         self.diffusion = GaussianDiffusion(self.cfg.schedule, self.cfg.num_timesteps, learn_sigma=self.cfg.learn_sigma)
 
-    def _sample(self) -> None:
+    def unit(self) -> None:
         from trainers.evaluate import generate_samples
         self.out, _ = generate_samples(self.model, self.diffusion, self.cfg, self.case.images_per_round,
                                        device=self.device, batch=self.case.images_per_round)
 
-    def run_once(self) -> float:
-        return timed(self._sample, self.device) / self.case.images_per_round
 
 
 class FidRunner:
@@ -215,18 +249,20 @@ class FidRunner:
         from trainers.data import dataset_info
         from trainers.metrics import reference
         self.name, self.case, self.device = case.name, case, device
+        self.repeats, self.per_unit = case.repeats, 1
         channels, _ = dataset_info(case.dataset)
         g = torch.Generator().manual_seed(case.seed)
         self.samples = torch.rand((case.samples, channels, 32, 32), generator=g) * 2 - 1
         reference(case.dataset, case.feature_set, "train", case.ref_n, image_size=32, device=device)
 
-    def _score(self) -> None:
+    def unit(self) -> None:
+        import warnings
         from trainers.metrics import evaluate_samples
-        self.out = evaluate_samples(self.samples, self.case.dataset, self.case.feature_set,
-                                    ref_n=self.case.ref_n, device=self.device)
+        with warnings.catch_warnings():  # random images: sqrtm may warn about a singular product
+            warnings.simplefilter("ignore")
+            self.out = evaluate_samples(self.samples, self.case.dataset, self.case.feature_set,
+                                        ref_n=self.case.ref_n, device=self.device)
 
-    def run_once(self) -> float:
-        return timed(self._score, self.device)
 
 
 def build_runner(case, device: torch.device, engine: str = "deepspeed") -> Runner:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -52,6 +52,7 @@ class BenchOptions:
     threads: int = 1
     engine: str = "deepspeed"
     device: str = "cpu"
+    clock: str | None = None         # None: "cpu" (process CPU time) on CPU, "wall" on CUDA
     baseline: str = DEFAULT_BASELINE
     update_baseline: bool = False
     gate_absolute: bool = False
@@ -137,7 +138,7 @@ def select_speed_cases(all_cases, names: tuple[str, ...]):
     return [c for c in all_cases if c.name in wanted]
 
 
-def measure_speed(speed_cases, opts: BenchOptions, rounds: int, warmup: int, say) -> dict[str, list[float]]:
+def measure_speed(speed_cases, opts: BenchOptions, rounds: int, warmup: int, clock: str, say):
     from trainers.bench.measure import build_runner, interleave
     device = torch.device(opts.device)
     runners = []
@@ -145,11 +146,14 @@ def measure_speed(speed_cases, opts: BenchOptions, rounds: int, warmup: int, say
         t0 = time.perf_counter()
         runners.append(build_runner(case, device, opts.engine))
         say(f"  ready {case.name:<8} {case.describe()}  ({time.perf_counter() - t0:.1f}s)")
-    say(f"  timing: {warmup} warm-up pass(es), then {rounds} interleaved rounds")
+    say(f"  timing: {warmup} warm-up pass(es), then {rounds} interleaved rounds, {clock} clock, "
+        "fastest unit of each case per round")
 
     def on_round(r, got):
         say(f"  round {r + 1}/{rounds}: " + "  ".join(f"{k} {v * 1000:.0f}ms" for k, v in got.items()))
-    return interleave(runners, rounds, warmup, on_round)
+    timings = interleave(runners, rounds, warmup, clock, device, on_round)
+    say(f"  machine contention during timing: wall/cpu = {timings.contention:.2f} (about 1 when the cores are ours)")
+    return timings
 
 
 def measure_quality(quality_cases, opts: BenchOptions, stamp: str, parent_run_id: str | None, say) -> dict:
@@ -260,7 +264,9 @@ def run_bench(opts: BenchOptions, out=None) -> BenchResult:
     speed_cases = select_speed_cases(s.speed, opts.cases) if opts.suite in ("speed", "all") else []
     quality_cases = [c for c in s.quality if not opts.cases or c.name in opts.cases or c.name == "vanilla"] \
         if opts.suite in ("quality", "all") else []
-    conditions = {"threads": opts.threads, "engine": opts.engine, "device": opts.device}
+    clock = opts.clock or ("cpu" if opts.device == "cpu" else "wall")
+    opts = replace(opts, clock=clock)
+    conditions = {"threads": opts.threads, "engine": opts.engine, "device": opts.device, "clock": clock}
     host = {"host": socket.gethostname(), "cpus": os.cpu_count(), "torch": torch.__version__}
     git = _git_commit()
     params = {"suite": opts.suite, "scale": opts.scale, "rounds": rounds, "warmup": warmup, **conditions,
@@ -275,28 +281,31 @@ def run_bench(opts: BenchOptions, out=None) -> BenchResult:
                       {"bench.kind": "invocation", "bench.suite": opts.suite, "bench.scale": opts.scale})
     threads_before = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
+    blas = _blas_threads(opts.threads)
     result = BenchResult()
+    contention = math.nan
     try:
         stats = []
         if speed_cases:
             say("speed cases:")
-            times = measure_speed(speed_cases, opts, rounds, warmup, say)
-            stats += speed_stats(speed_cases, times, conditions)
+            timings = measure_speed(speed_cases, opts, rounds, warmup, clock, say)
+            stats += speed_stats(speed_cases, timings.rounds, conditions)
+            contention = timings.contention
         if quality_cases:
             say("quality cases (trainers.train.train per seed):")
             fids = measure_quality(quality_cases, opts, stamp, tracker.run_id, say)
-            stats += quality_stats(quality_cases, fids, conditions)
+            stats += quality_stats(quality_cases, fids, {"threads": opts.threads, "device": opts.device})
         result = judge(stats, opts, speed_cases)
         wall = time.perf_counter() - started
         print_report(result, opts, say, wall)
         record = {"time": now.isoformat(), "run_id": tracker.run_id or uuid.uuid4().hex, "wall_s": wall,
                   "suite": opts.suite, "scale": opts.scale, "rounds": rounds, "warmup": warmup,
-                  "git_commit": git, **host, **conditions,
+                  "git_commit": git, **host, **conditions, "contention": contention,
                   "result": "regression" if result.exit_code else "ok",
                   "metrics": {st.name: {**st.summary(), **_verdict_fields(v)}
                               for st, v in zip(result.stats, result.verdicts)},
                   "claims": [c.__dict__ for c in result.claims]}
-        record = json.loads(json.dumps(record, default=str).replace("NaN", "null"))
+        record = _json_safe(record)
         result.record = record
         hist = append_history(record, opts.history or history_path())
         artifact = opts.json_out or os.path.join(os.path.dirname(hist), f"bench-{stamp}.json")
@@ -320,7 +329,34 @@ def run_bench(opts: BenchOptions, out=None) -> BenchResult:
         raise
     finally:
         torch.set_num_threads(threads_before)
+        blas.__exit__(None, None, None)
     return result
+
+
+def _blas_threads(n: int):
+    """Hold numpy/scipy's BLAS to ``n`` threads too (FID's covariance and sqrtm), when threadpoolctl
+    is installed; idle BLAS threads spinning would otherwise be billed to the CPU clock."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    import numpy  # noqa: F401 -- limits only reach BLAS libraries already loaded
+    import scipy.linalg  # noqa: F401 -- scipy ships its own OpenBLAS (FID's sqrtm)
+    return threadpool_limits(limits=n)
+
+
+def _json_safe(obj):
+    """Plain JSON: NaN/inf become null, tuples lists, anything else unknown its str()."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
 
 
 def _verdict_fields(v: Verdict) -> dict:
@@ -378,8 +414,9 @@ def print_report(result: BenchResult, opts: BenchOptions, say, wall: float) -> N
     say(format_table(result))
     say("  band = t-quantile(0.99865) x standard error of the rounds/seeds; 'allowed' = how far the mean may "
         "rise above the baseline (Welch band of both);")
-    say("  absolute times ('info') are reported, not gated" + (" (--gate-absolute: gated)" if opts.gate_absolute
-                                                               else "; ratios are gated."))
+    if any(st.unit == "ms" for st in result.stats):
+        say(f"  ms = {opts.clock}-clock time per unit, fastest of each round; absolute times ('info') are reported, "
+            + ("and gated (--gate-absolute)" if opts.gate_absolute else "not gated; ratios are gated"))
     by_name = {st.name: st for st in result.stats}
     step_ratios = [st for st in result.stats if st.name.endswith("_step_ratio")]
     if step_ratios:
