@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "vanilla and DTR after short training runs, 3 seeds (long); all: both")
     p.add_argument("--scale", choices=("full", "tiny"), default="full",
                    help="full: the real suite (DiT-S/2 training steps); tiny: test size (DiT-T/4, a few images)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: full 8, tiny 3)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: full 12, tiny 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes (default 1)")
     p.add_argument("--cases", default="",
                    help="comma-separated subset of cases (calib and vanilla are always added), "

@@ -159,7 +159,7 @@ def test_interleave_rotates_and_alternates_units():
 
 # --------------------------------------------------------------------------- the real CLI, tiny
 
-TINY = ["--scale", "tiny", "--rounds", "4"]
+TINY = ["--scale", "tiny", "--rounds", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_update_baseline_writes_the_file_and_prints_ratios(recorded):
     assert "n/a: the claim is about DiT-S/2" in text     # the tiny scale does not judge the claim
     entries = json.load(open(baseline))["scales"]["tiny"]["metrics"]
     r = entries["dtr_step_ratio"]
-    assert r["n"] == 4 and len(r["values"]) == 4 and r["band"] > 0 and r["gated"] is True
+    assert r["n"] == 5 and len(r["values"]) == 5 and r["band"] > 0 and r["gated"] is True
     assert entries["step_ms_vanilla"]["gated"] is False
 
 
@@ -229,7 +229,7 @@ def test_injected_regression_exits_one(recorded, bench_env, capsys):
     entry.update(mean=0.1, std=0.001, se=0.0005, band=0.002)  # "DTR used to cost a tenth of vanilla"
     injected = str(bench_env / "injected.json")
     json.dump(data, open(injected, "w"))
-    rc = main(["--scale", "tiny", "--rounds", "2", "--cases", "dtr", "--baseline", injected])
+    rc = main(["--scale", "tiny", "--rounds", "5", "--cases", "dtr", "--baseline", injected])
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "RESULT: REGRESSION -> exit 1" in out

@@ -204,3 +204,21 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
         assert sorted(set(steps)) == list(range(1, last_step[run.info.run_name] + 1)), run.info.run_name
+
+
+def test_multi_worker_trials_use_ray_train(tmp_path, shared_cache_dir):
+    """Budget smoke-ddp: every trial is a 2-worker Ray Train TorchTrainer running DeepSpeed (gloo).
+    3 logical CPUs so the trial driver plus two workers fit (the deadlock of stack.md)."""
+    env = _env(tmp_path, shared_cache_dir)
+    sweep_dir = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "platform.search", "smoke", "--budget", "smoke-ddp", "--num-cpus", "3",
+           "--sweep-dir", str(sweep_dir)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    import polars as pl
+    table = pl.read_csv(sweep_dir / "trials.csv")
+    assert table.height == 2 and table["status"].to_list() == ["finished"] * 2
+    assert "from rank 1" in result.stdout + result.stderr  # the second worker reported too
+    train_runs = sorted(os.listdir(sweep_dir / "train_runs"))
+    assert len(train_runs) == 2  # one Ray Train run per trial, named after the trial
+    assert {os.path.basename(p) for p in table["run_dir"]} == set(train_runs)

@@ -72,6 +72,7 @@ class RunConfig:
     weight_decay: float = 0.0
     grad_clip: float = 0.0
     ema_decay: float = 0.9999
+    ema_warmup: bool = False  # decay min(ema_decay, (1+n)/(10+n)): for short runs (DiT itself uses none)
     zero_stage: int = 0
     precision: str = "fp32"
     # -- budget and logging

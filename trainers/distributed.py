@@ -44,3 +44,13 @@ def barrier() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def all_reduce_mean(value):
+    """Mean of a scalar tensor over all ranks (the tensor itself when not distributed)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    value = value.detach().float().clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()

@@ -30,7 +30,8 @@ from trainers.checkpoint import (check_resumable, latest_checkpoint, load_checkp
 from trainers.config import RunConfig
 from trainers.data import build_dataset, dataset_info
 from trainers.diffusion import GaussianDiffusion
-from trainers.distributed import barrier, broadcast_object, ensure_single_process_env, rank_and_world
+from trainers.distributed import (all_reduce_mean, barrier, broadcast_object, ensure_single_process_env,
+                                  rank_and_world)
 from trainers.ema import EMA
 from trainers.models import build_model
 from trainers.objective import DiffusionObjective
@@ -120,7 +121,7 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
     model = model_for(cfg)
     diffusion = GaussianDiffusion(cfg.schedule, cfg.num_timesteps, learn_sigma=cfg.learn_sigma)
     objective = DiffusionObjective(cfg, model, diffusion)
-    ema = EMA(model, cfg.ema_decay) if rank == 0 else None
+    ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup) if rank == 0 else None
     t0 = time.perf_counter()
     engine = _init_engine(cfg, objective, world)
     init_seconds = time.perf_counter() - t0
@@ -186,11 +187,14 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             if "prior" in logs:  # Switch-DiT's diffusion-prior loss
                 priors.append(logs["prior"].float())
         if ema is not None:
-            ema.update(objective.model)
+            ema.update(objective.model, step)
         window_images += cfg.global_batch
         done = step + 1
         bar.update(1)
-        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+        is_log = done % cfg.log_every == 0 or done == cfg.steps
+        if is_log and world > 1:  # log the global batch's loss, not rank 0's share
+            losses, mses, vbs = ([all_reduce_mean(torch.stack(v).mean())] for v in (losses, mses, vbs))
+        if rank == 0 and is_log:
             elapsed = time.perf_counter() - window_start
             record = {"step": done, "loss": torch.stack(losses).mean().item(),
                       "mse": torch.stack(mses).mean().item(), "vb": torch.stack(vbs).mean().item(),

@@ -33,7 +33,7 @@ FIELD_HELP = {
     "random_flip": "random horizontal flips", "global_batch": "images per optimizer step, all workers",
     "micro_batch": "images per worker per forward pass", "lr": "AdamW learning rate",
     "weight_decay": "AdamW weight decay", "grad_clip": "gradient clipping norm (0 = off)",
-    "ema_decay": "EMA decay per step", "zero_stage": "DeepSpeed ZeRO stage 0-3",
+    "ema_decay": "EMA decay per step", "ema_warmup": "EMA decay warm-up min(decay, (1+n)/(10+n))", "zero_stage": "DeepSpeed ZeRO stage 0-3",
     "precision": "fp32 | bf16 | fp16", "steps": "optimizer steps (the budget)", "log_every": "log every N steps",
     "ckpt_every": "checkpoint every N steps", "eval_every": "FID-k every N steps (0 = off)",
     "eval_k": "samples of the FID-k proxy", "final_eval_samples": "samples of the final evaluation",

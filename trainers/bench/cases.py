@@ -147,7 +147,7 @@ def suite(scale: str = "full") -> Suite:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     learned = "learned" in ROUTING_KINDS
-    return Suite(scale=scale, rounds=10 if scale == "full" else 5, warmup=1,
+    return Suite(scale=scale, rounds=12 if scale == "full" else 5, warmup=1,
                  speed=_speed(scale, learned), quality=_quality(scale))
 
 
