@@ -1,5 +1,5 @@
 """ANT-UW's cluster count K and the clustering cost that places the clusters."""
-from search_spaces.base import Choice, Int, SearchSpace
+from search_spaces.base import Choice, SearchSpace
 
 SPACE = SearchSpace(
     name="ant_clusters",

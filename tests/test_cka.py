@@ -7,14 +7,6 @@ from trainers.models import build_model
 from trainers.routing import RoutingSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def feats(n=50, p=20, seed=0):
     return torch.randn(n, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 

@@ -10,14 +10,6 @@ from trainers.routing import RoutingSpec, dtr_mask, dtr_window_starts, window_wi
 TINY = dict(input_size=16, in_channels=4, num_classes=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scramble(window, seed=0, std=1.0):
     with torch.no_grad():
         window.theta.copy_(torch.randn(window.theta.shape, generator=torch.Generator().manual_seed(seed)) * std)

@@ -10,15 +10,6 @@ IMAGENET = dict(input_size=32, in_channels=4, num_classes=1000)
 TINY = dict(input_size=16, in_channels=4, num_classes=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 

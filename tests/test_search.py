@@ -8,7 +8,6 @@ Three sweeps of the ``smoke`` space at ``smoke`` budget:
 - bad input: one clear line, non-zero exit, nothing started.
 """
 import glob
-import json
 import os
 import signal
 import subprocess

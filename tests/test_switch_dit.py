@@ -16,14 +16,6 @@ TINY = dict(input_size=16, in_channels=4, num_classes=10)
 IMAGENET = dict(input_size=32, in_channels=4, num_classes=1000)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 

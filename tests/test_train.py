@@ -292,19 +292,14 @@ def test_mlflow_params_metrics_and_artifacts(resume_runs):
     assert "samples.png" not in names  # final_eval_samples=0: no samples drawn
 
 
-def test_report_called_at_checkpoints_and_at_the_end(resume_runs):
+def test_final_report_of_a_run_without_evaluation(resume_runs):
+    # eval_every=0: no metric to report before the end, so the only report is the final one
+    # (every Tune report must carry the metric), with the complete final checkpoint.
     reports = resume_runs["reports"]
-    ckpt_every = resume_runs["full_cfg"].ckpt_every
-    assert [r["metrics"]["step"] for r in reports] == list(range(ckpt_every, RESUME_STEPS, ckpt_every)) + [
-        RESUME_STEPS]
-    *during, last = reports
-    for r in during:
-        assert r["exists"] and r["complete"], r
-        assert r["path"].endswith(tag_for(r["metrics"]["step"]))
-        assert r["metrics"]["final"] is False and math.isfinite(r["metrics"]["loss"])
-    assert last["metrics"]["final"] is True and last["exists"] and last["complete"]
+    assert [r["metrics"]["final"] for r in reports] == [True]
+    last = reports[-1]
+    assert last["metrics"]["step"] == RESUME_STEPS and last["exists"] and last["complete"]
     assert last["path"].endswith(tag_for(RESUME_STEPS))
-    assert sum(r["metrics"]["final"] for r in reports) == 1
     # keep=2: older complete checkpoints were pruned
     assert len(complete_checkpoints(resume_runs["full_cfg"].run_dir)) == 2
 
@@ -313,10 +308,16 @@ def test_report_called_at_checkpoints_and_at_the_end(resume_runs):
 
 @pytest.fixture(scope="module")
 def eval_run(env):
-    cfg = smoke(env, "eval", routing="dtr", beta=0.8, steps=20, log_every=5, ckpt_every=10,
+    # checkpoints at 5, 10, 15 (+ final 20), FID-k at 10: reports at 10, 15 and the final one at 20
+    cfg = smoke(env, "eval", routing="dtr", beta=0.8, steps=20, log_every=5, ckpt_every=5, eval_every=10,
                 final_eval_samples=64, feature_set="domain")
     reports = []
-    result = train(cfg, report=lambda m, p: reports.append(dict(m)), threads=1)
+
+    def report(metrics, path):
+        reports.append({**metrics, "_path": path, "_exists": bool(path) and os.path.isdir(path),
+                        "_complete": bool(path) and os.path.exists(os.path.join(path, COMPLETE))})
+
+    result = train(cfg, report=report, threads=1)
     return cfg, result, reports
 
 
@@ -330,17 +331,33 @@ def test_smoke_training_with_domain_evaluation(eval_run):
     for key in ("fid", "precision", "recall", "feature_set"):
         assert saved[key] == result[key]
     assert RunConfig.from_dict(saved["config"]) == cfg
-    assert reports[-1]["final"] is True and reports[-1]["fid"] == result["fid"]
-    # metrics.jsonl: one object per logged step (log_every=5)
-    assert [r["step"] for r in read_metrics(cfg.run_dir)] == [5, 10, 15, 20]
+    # metrics.jsonl: one object per logged step (log_every=5), plus the FID-k record
+    records = read_metrics(cfg.run_dir)
+    assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]
+    fid_k = [r for r in records if "fid_k" in r]
+    assert [r["step"] for r in fid_k] == [10] and math.isfinite(fid_k[0]["fid_k"])
+    assert fid_k[0]["feature_set"].startswith("domain")
     client = mlflow_client()
     run = client.get_run(run_id_of(cfg))
     assert run.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [5, 10, 15, 20]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "fid")] == [20]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "fid_k")] == [10]
     assert run.data.tags["feature_set"] == result["feature_set"]
     assert {"metrics.json", "samples.png", "routing_mask.png"} <= artifact_names(client, run.info.run_id)
     assert os.path.exists(os.path.join(cfg.run_dir, "samples.png"))
+
+
+def test_report_called_at_checkpoints_and_at_the_end(eval_run):
+    cfg, result, reports = eval_run
+    # the checkpoint of step 5 has no metric yet (no FID-k before 10): it is not reported alone
+    assert [(r["step"], r["final"]) for r in reports] == [(10, False), (15, False), (20, True)]
+    for r in reports:
+        assert r["_exists"] and r["_complete"], r  # existed and was complete when reported
+        assert r["_path"].endswith(tag_for(r["step"]))
+        assert math.isfinite(r["fid"])
+    assert reports[0]["fid"] == reports[0]["fid_k"] and math.isfinite(reports[0]["loss"])
+    assert reports[-1]["fid"] == result["fid"] and reports[-1]["precision"] == result["precision"]
 
 
 # ------------------------------------------------------------------------------ 7. the CLI
