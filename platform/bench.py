@@ -24,9 +24,9 @@ gated metrics are ratios measured in the same interleaved rounds (dtr_step_ratio
 
 testing the gate (no production hook needed): write a baseline file whose entry claims a case was much
 faster with a tight band, then run with --baseline PATH, e.g.
-  python -m platform.bench --scale tiny --rounds 3 --update-baseline --baseline /tmp/b.json --no-mlflow
+  python -m platform.bench --scale tiny --rounds 5 --update-baseline --baseline /tmp/b.json --no-mlflow
   (edit /tmp/b.json: scales.tiny.metrics.dtr_step_ratio.mean = 0.1, se = 0.001)
-  python -m platform.bench --scale tiny --rounds 3 --baseline /tmp/b.json --no-mlflow   # exits 1
+  python -m platform.bench --scale tiny --rounds 5 --baseline /tmp/b.json --no-mlflow   # exits 1
 
 results: one MLflow run per invocation in experiment 'benchmarks' ($MLFLOW_TRACKING_URI or
 runs/mlflow.db), a line in runs/bench/history.jsonl (trainers.bench.history.bench_history reads it).
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("deepspeed", "torch"), default="deepspeed",
                    help="training-step path: a DeepSpeed engine as trainers/train.py (default) or the same "
                         "objective with torch AdamW and no DeepSpeed")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the cases run (cuda: wall clock with synchronisation; not exercised on the "
+                        "CPU-only build machines); the routing-cost claim is judged on cpu only")
     p.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="cpu: process CPU time (default on CPU: robust to other jobs sharing the cores); "
                         "wall: wall time (default on CUDA)")
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also gate absolute milliseconds (only meaningful on the baseline's machine)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--history", default=None, help="history file (default runs/bench/history.jsonl)")
-    p.add_argument("--json", dest="json_out", default=None, help="also write the result record here")
+    p.add_argument("--json", dest="json_out", default=None, help="write the result record here (default runs/bench/bench-<UTC time>.json)")
     return p
 
 

@@ -1,8 +1,9 @@
 """The DeepSpeed trainer (trainers/train.py) and its CLI, end to end: a real DeepSpeed engine
 (CPU, gloo), a real MLflow sqlite store in a temp dir, real Fashion-MNIST, no mocks.
 
-Cost: every ``train()`` call pays ~5-10 s of DeepSpeed init (warm op cache), so the runs are
-few and shared through module-scoped fixtures:
+Cost: a process's first ``train()`` pays ~5-10 s of torch/DeepSpeed start-up (warm op cache),
+later ones ~1-2 s of ``deepspeed.initialize``; training steps dominate, so the runs are few and
+shared through module-scoped fixtures:
 
 * ``resume_runs``: the smoke preset with R-TR + ANT-UW trained ``RESUME_STEPS`` steps straight
   through, and the same config trained ``RESUME_STEPS/2`` steps then resumed to the end
@@ -244,7 +245,7 @@ def test_cli_nan_loss_exits_3(env):
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "loss became" in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    run = mlflow_client().get_run(open(run_dir / "mlflow_run_id").read().strip())
+    run = mlflow_client().get_run((run_dir / "mlflow_run_id").read_text().strip())
     assert run.info.status == "FAILED"
 
 
@@ -322,7 +323,7 @@ def eval_run(env):
 
 
 def test_smoke_training_with_domain_evaluation(eval_run):
-    cfg, result, reports = eval_run
+    cfg, result, _ = eval_run
     assert math.isfinite(result["fid"]) and result["fid"] >= 0
     assert 0.0 <= result["precision"] <= 1.0 and 0.0 <= result["recall"] <= 1.0
     assert str(result["feature_set"]).startswith("domain")
@@ -349,7 +350,7 @@ def test_smoke_training_with_domain_evaluation(eval_run):
 
 
 def test_report_called_at_checkpoints_and_at_the_end(eval_run):
-    cfg, result, reports = eval_run
+    _, result, reports = eval_run
     # the checkpoint of step 5 has no metric yet (no FID-k before 10): it is not reported alone
     assert [(r["step"], r["final"]) for r in reports] == [(10, False), (15, False), (20, True)]
     for r in reports:

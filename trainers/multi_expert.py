@@ -84,9 +84,10 @@ def train_multi_expert(cfg: RunConfig, *, parent_run_id=None, report=None, mlflo
     from trainers.tracking import MlflowRun, read_metrics
     from trainers.train import train
 
-    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled)
+    members = member_configs(cfg)
+    started = any(latest_checkpoint(m.run_dir) for m in members)
+    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled, resuming=started)
     try:
-        members = member_configs(cfg)
         for i, member in enumerate(members):
             if not _finished(member):
                 resume = latest_checkpoint(member.run_dir)

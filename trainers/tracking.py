@@ -68,10 +68,12 @@ def ensure_experiment(name: str) -> str:
 class MlflowRun:
     """One MLflow run per training run (nested under ``parent_run_id`` when a sweep launched it).
 
-    The run id is kept in ``<run_dir>/mlflow_run_id`` so a resumed run logs into the same run.
+    The run id is kept in ``<run_dir>/mlflow_run_id`` so a resumed run logs into the same run;
+    a fresh start (no checkpoint to resume) gets a new MLflow run.
     """
 
-    def __init__(self, cfg: RunConfig, *, parent_run_id: str | None = None, enabled: bool = True):
+    def __init__(self, cfg: RunConfig, *, parent_run_id: str | None = None, enabled: bool = True,
+                 resuming: bool = False):
         self.enabled = enabled
         self.run_id = None
         if not enabled:
@@ -80,7 +82,7 @@ class MlflowRun:
         self.mlflow = mlflow
         experiment_id = ensure_experiment(cfg.mlflow_experiment)
         id_file = os.path.join(cfg.run_dir, "mlflow_run_id")
-        existing = open(id_file).read().strip() if os.path.exists(id_file) else None
+        existing = open(id_file).read().strip() if resuming and os.path.exists(id_file) else None
         client = mlflow.MlflowClient()
         if existing:
             self.run_id = existing

@@ -115,6 +115,9 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
     if resume:
         resume_path = resolve_resume_dir(resume)
         check_resumable(read_checkpoint_config(resume_path), cfg)
+    elif latest_checkpoint(cfg.run_dir):
+        raise ValueError(f"{cfg.run_dir} already holds checkpoints of a run: continue it with --resume "
+                         f"{cfg.run_dir}, or start a new one under another --run-name / --run-dir")
 
     dataset = build_dataset(cfg.dataset, root=cfg.data_root or None, image_size=cfg.image_size, split="train",
                             random_flip=cfg.random_flip, seed=cfg.seed)
@@ -131,8 +134,11 @@ def train(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | Non
             root, tag = os.path.split(resume_path.rstrip("/"))
             engine.load_checkpoint(root, tag=tag)
         start_step = broadcast_object(state["step"] if state else None)
+        if start_step > cfg.steps:
+            raise ValueError(f"the checkpoint is at step {start_step}, past the requested steps={cfg.steps}")
 
-    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled and rank == 0)
+    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled and rank == 0,
+                        resuming=resume_path is not None)
     metrics_file = MetricsFile(cfg.run_dir, resume_step=start_step if resume_path else None) if rank == 0 else None
     try:
         result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
@@ -176,7 +182,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             torch.manual_seed(step_seed(cfg.seed, step, rank, stream=1 + a))  # label dropout
             loss, logs = engine(x.to(device), y.to(device), t_all[sl].to(device), noise_all[sl].to(device),
                                 cluster_all[sl].to(device))
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss, world):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {step + 1} (run {cfg.run_name}); "
                                          "lower lr or check the data")
             engine.backward(loss)
@@ -231,7 +237,9 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             unreported_ckpt = None
     bar.close()
     path = latest_checkpoint(cfg.run_dir)
-    if path is None or os.path.basename(path) != tag_for(cfg.steps):
+    # reuse step_<steps> only when it is the checkpoint this run resumed from (a finished run);
+    # after any training step it would be a stale checkpoint of an earlier run in the same dir
+    if start_step < cfg.steps or path is None or os.path.basename(path) != tag_for(cfg.steps):
         path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank)
     barrier()
     final = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.final_eval_samples, rank=rank,
@@ -240,6 +248,17 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         final = write_final_artifacts(cfg, final, objective.model, tracker)
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
     return {**final, "_checkpoint": path}
+
+
+def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together, or the healthy
+    ones would wait forever in the next all-reduce)."""
+    bad = torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0)
+    if world > 1:
+        import torch.distributed as dist
+        bad = bad.to(loss.device)
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return bad.item() == 0.0
 
 
 def _last_loss(losses: list[torch.Tensor]) -> float:

@@ -211,9 +211,20 @@ class Baseline:
             json.dump({"version": 1,
                        "about": "DTR platform benchmark baseline; written only by "
                                 "`python -m platform.bench --update-baseline` (see trainers/bench)",
-                       "scales": self.scales}, f, indent=1, sort_keys=True)
+                       "scales": _rounded(self.scales)}, f, indent=1, sort_keys=True)
             f.write("\n")
         os.replace(tmp, self.path)
+
+
+def _rounded(obj, digits: int = 6):
+    """Floats to ``digits`` significant digits (a readable, diff-friendly committed file)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
 
 
 def _num(x) -> float:
