@@ -28,22 +28,34 @@ def _rows(phase: str, grid) -> list[dict]:
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
-        config = metrics.get("config") or {}
         run_dir = metrics.get("run_dir")
         final = _final_metrics(run_dir)
-        cfg = final.get("config", {})
+        cfg = final.get("config") or _checkpoint_config(run_dir)
         status = "error" if result.error else ("finished" if metrics.get("final") else "stopped")
         rows.append({
             "phase": phase, "label": metrics.get("label") or final.get("label", ""),
             "trial": metrics.get("trial_id", ""), "status": status,
-            "seed": cfg.get("seed", config.get("seed")), "beta": cfg.get("beta"), "alpha": cfg.get("alpha"),
+            "seed": cfg.get("seed"), "beta": cfg.get("beta"), "alpha": cfg.get("alpha"),
             "routing": cfg.get("routing"), "weighting": cfg.get("weighting"), "step": metrics.get("step"),
             "fid": metrics.get("fid"), "precision": metrics.get("precision"), "recall": metrics.get("recall"),
-            "is_mean": metrics.get("is_mean"), "feature_set": metrics.get("feature_set"),
+            "is_mean": metrics.get("is_mean"), "feature_set": metrics.get("feature_set") or _fid_k_features(run_dir),
             "num_samples": metrics.get("num_samples"), "images_per_s": _median_throughput(run_dir),
             "wall_s": metrics.get("time_total_s"), "run_dir": run_dir,
         })
     return rows
+
+
+def _checkpoint_config(run_dir: str | None) -> dict:
+    """The config of a trial that ended before its final metrics (stopped early, or failed)."""
+    from trainers.checkpoint import latest_checkpoint, read_checkpoint_config
+    latest = latest_checkpoint(run_dir) if run_dir else None
+    return read_checkpoint_config(latest).to_dict() if latest else {}
+
+
+def _fid_k_features(run_dir: str | None) -> str | None:
+    from trainers.tracking import read_metrics
+    found = [r["feature_set"] for r in read_metrics(run_dir) if "fid_k" in r] if run_dir else []
+    return found[-1] if found else None
 
 
 def _median_throughput(run_dir: str | None) -> float | None:

@@ -39,7 +39,8 @@ def trial_config(ctx: TrialContext, params: dict, trial_name: str) -> RunConfig:
     baseline = params.pop("baseline", None)
     if baseline is not None:
         fields.update(space.baselines[baseline])
-    fields.update(params)
+    # quantised Tune domains give 0.6799999999999999 for 0.68: keep the values people typed
+    fields.update({k: round(v, 10) if isinstance(v, float) else v for k, v in params.items()})
     run_dir = os.path.join(ctx.sweep_dir, "trials", trial_name)
     return preset_config(budget.preset, **fields, run_name=trial_name, run_dir=run_dir,
                          mlflow_experiment=ctx.mlflow_experiment, progress=False,
