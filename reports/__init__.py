@@ -187,6 +187,10 @@ def assemble_report(records, *, tracking_uri: str | None = None) -> ReportConten
         _safe(F.loss_weight_curves, trials))
     add("expert-usage", "Expert usage", "Learned routing: how often each expert is selected at each t.",
         _safe(F.expert_usage, table, trials))
+    add("bench-trend", "Regression-benchmark trend", "Step-time ratios of the scheduled speed benchmark "
+        "(python -m platform.bench) over its history, mean ± noise band per run; dashed: the paper's +2 % "
+        "routing-cost claim. From runs/bench/history.jsonl (also in the MLflow experiment 'benchmarks').",
+        _safe(F.bench_trend, _bench_history()))
     samples = F.sample_images(table, trials)
     if samples:  # the trials' own PNGs, unresampled, in the HTML; a composed grid for the Markdown
         figures.append({"id": "samples", "title": "Samples", "caption": "One trial per configuration (the lowest "
@@ -239,6 +243,16 @@ def log_report_to_mlflow(sweep_dir: str, paths: list[str], tracking_uri: str | N
         except Exception:
             return False
     return True
+
+
+def _bench_history():
+    """The full-scale speed-benchmark history, or None when the bench has never run here."""
+    try:
+        from trainers.bench.history import bench_history
+        history = bench_history(scale="full")
+    except Exception:  # a missing or unreadable history only hides the trend figure
+        return None
+    return history if history.height else None
 
 
 def build_report(sweep_dir: str, *, log_to_mlflow: bool = True, use_mlflow: bool | None = None,

@@ -370,3 +370,19 @@ def test_cli_resolves_a_bare_sweep_name(partial_sweep, monkeypatch, capsys):
     assert main(["smoke-smoke", "--no-mlflow"]) == 0
     assert os.path.join(partial_sweep, "report.html") in capsys.readouterr().out
     assert main(["not-a-sweep", "--no-mlflow"]) == 2
+
+
+def test_bench_trend_figure_marks_regressions():
+    import datetime as dt
+
+    from reports.figures import bench_trend
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    history = pl.DataFrame({
+        "time": [t0 + dt.timedelta(days=i) for i in range(3)], "metric": ["dtr_step_ratio"] * 3,
+        "mean": [1.01, 1.02, 1.30], "band": [0.03, 0.03, 0.03], "status": ["new", "ok", "REGRESSION"]})
+    fig = bench_trend(history)
+    assert fig is not None and len(fig.axes) == 1
+    ax = fig.axes[0]
+    reds = [line for line in ax.get_lines() if line.get_color() == "red"]
+    assert len(reds) == 1 and list(reds[0].get_ydata()) == [1.30]
+    assert bench_trend(history.clear()) is None
