@@ -16,6 +16,12 @@ def ensure_single_process_env() -> None:
     otherwise it tries MPI).  Leaves an existing torch.distributed setup alone."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        # a launcher (Ray Train, torchrun) or an earlier run in this process made the group;
+        # DeepSpeed still reads the variables, so fill in any that went missing
+        os.environ.setdefault("RANK", str(dist.get_rank()))
+        os.environ.setdefault("WORLD_SIZE", str(dist.get_world_size()))
+        if dist.get_world_size() == 1:
+            os.environ.setdefault("LOCAL_RANK", "0")
         return
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
