@@ -4,7 +4,7 @@ baseline.  ``platform/bench.py`` is only the command line around :func:`run_benc
 
 Metrics (all lower-is-better; ``<case>`` is dtr, rtr, switch):
   <case>_step_ratio             t_step(<case>) / t_step(vanilla), per round          gated
-  vanilla_step_per_calib        t_step(vanilla) / t(calib GEMMs), per round          gated
+  vanilla_step_per_calib        t_step(vanilla) / t(calib GEMMs), per round          gated with --gate-absolute
   sample_image_per_vanilla_step t(sample one image) / t_step(vanilla), per round     gated
   fid_per_vanilla_step          t(FID of 2k samples) / t_step(vanilla), per round    gated
   calib_ms, step_ms_<case|vanilla>, sample_ms_per_image, fid_ms   absolute, reported (gated
@@ -89,7 +89,10 @@ def speed_stats(speed_cases, times: dict[str, list[float]], conditions: dict) ->
         elif isinstance(case, C.TrainStepCase):
             absolute.append(Stat(f"step_ms_{case.name}", _ms(t), "ms", False, fp[case.name], case.describe()))
             if case.name == "vanilla" and calib:
-                ratios.append(Stat("vanilla_step_per_calib", ratio_values(t, calib), "x", True,
+                # a DiT step over a GEMM chain: the two react differently to the state of the
+                # machine (measured: calib +38 % between back-to-back runs, DiT step +8 %), so
+                # like the absolute times it is gated only with --gate-absolute
+                ratios.append(Stat("vanilla_step_per_calib", ratio_values(t, calib), "x", False,
                                    C.fingerprint(case, by_name["calib"], conditions),
                                    "vanilla step time / calibration GEMM time"))
             elif case.name != "vanilla" and vanilla:
