@@ -126,7 +126,9 @@ def _close_unfinished_child_runs(client, table: pl.DataFrame) -> None:
         if not os.path.exists(id_file):
             continue
         run_id = open(id_file).read().strip()
-        if client.get_run(run_id).info.status == "RUNNING":
+        current = client.get_run(run_id).info.status
+        # a trial the scheduler stopped may have seen the stop as an exception (FAILED): Tune knows better
+        if current == "RUNNING" or (row["status"] == "stopped" and current == "FAILED"):
             status = "FAILED" if row["status"] == "error" else "KILLED"
             client.set_tag(run_id, "ended_by", "error" if status == "FAILED" else "scheduler (early stop)")
             client.set_terminated(run_id, status=status)
