@@ -7,9 +7,9 @@ execute the interpreter's own ``platform.py`` into this package's namespace and
 then restore the package identity, so both ``platform.system()`` and
 ``python -m platform.search`` work.
 
-Rules that follow (see ``stack.md``): nothing under ``platform/`` may be needed
-by Ray workers (they import the stdlib module), and no submodule may be named
-like a stdlib ``platform`` function.
+Rules that follow (the README says to run ``python -m platform.*`` from the repository
+root): nothing under ``platform/`` may be needed by Ray workers (they import the stdlib
+module), and no submodule may be named like a stdlib ``platform`` function.
 """
 import os as _os
 import sysconfig as _sysconfig

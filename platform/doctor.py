@@ -4,8 +4,9 @@ Also the proof that the ``platform`` shim keeps the stdlib API alive for every
 library of the stack (they all call ``platform.system()`` and friends).
 """
 import importlib
-import platform
 import sys
+
+import platform
 
 STACK = ("torch", "torchvision", "ray", "mlflow", "optuna", "deepspeed", "polars", "cleanfid", "scipy", "numpy")
 

@@ -68,6 +68,7 @@ def parse_overrides(items: list[str]) -> dict:
     """``["steps=2000", "lr=1e-4"]`` -> typed RunConfig overrides (validated against the dataclass)."""
     import dataclasses
     import json
+
     from trainers.config import RunConfig
     types = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
     out = {}
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.trials is not None and args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
         overrides = parse_overrides(args.set)
-        from search_spaces.budgets import check_overrides
+        from search_spaces.resolve import check_overrides
         check_overrides(space, get_budget(args.budget), overrides)
         _check_reachable(args.address)
     except (ValueError, ConnectionError) as err:

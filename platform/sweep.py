@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from search_spaces import SearchSpace, get_space
 from search_spaces.budgets import Budget, get_budget
+from search_spaces.resolve import base_config, baseline_configs
 from trainers.paths import mlflow_tracking_uri, runs_dir
-from trainers.tracking import ensure_experiment
-from trainers.tune_trainable import TrialContext, run_trial
+from trainers.training.tracking import ensure_experiment
+from trainers.training.tune_trainable import TrialContext, run_trial
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def _trainable(ctx: TrialContext, budget: Budget):
     fn = tune.with_parameters(run_trial, ctx=ctx)
     if budget.workers_per_trial > 1:
         # the trial function only drives a TorchTrainer: a sliver of a CPU so it never
-        # starves the training workers it waits for (the 2-CPU deadlock of stack.md)
+        # starves the training workers it waits for (a trial driver holding 1 of 2 CPUs while its
+        # 2-worker TorchTrainer waits for both deadlocks)
         return tune.with_resources(fn, {"cpu": 0.01})
     return tune.with_resources(fn, {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
 
@@ -138,7 +140,6 @@ def run_sweep(opts: SweepOptions) -> dict:
         _use_cluster_token()  # before Ray is imported: it reads the auth mode once
     import ray
     from ray import tune
-    from trainers.presets import preset_config
 
     space, budget = get_space(opts.space), get_budget(opts.budget)
     space.validate()
@@ -152,10 +153,13 @@ def run_sweep(opts: SweepOptions) -> dict:
     if not ray.is_initialized():
         ray.init(address=opts.address, num_cpus=None if opts.address else opts.num_cpus,
                  runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=True)
-    sample_cfg = preset_config(budget.preset, **{**budget.overrides, **space.base, **dict(opts.overrides)})
+    base = base_config(space, budget, dict(opts.overrides))
     started = time.time()
-    ctx = dict(space=space.name, budget=budget.name, sweep_dir=sweep_dir, parent_run_id=parent,
-               mlflow_experiment=experiment, overrides=tuple(sorted(dict(opts.overrides).items())))
+    ctx = dict(sweep_dir=sweep_dir, parent_run_id=parent, mlflow_experiment=experiment, base=base.to_dict(),
+               baselines={k: c.to_dict() for k, c in baseline_configs(space, budget, dict(opts.overrides)).items()},
+               labels={"space": space.name, "budget": budget.name}, cpus_per_worker=budget.cpus_per_trial,
+               gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial,
+               max_failures=budget.max_failures)
     grids = {}
     if space.baselines:
         phase_ctx = TrialContext(phase="baselines", **ctx)
@@ -167,6 +171,6 @@ def run_sweep(opts: SweepOptions) -> dict:
     phase_ctx = TrialContext(phase="search", **ctx)
     grids["search"] = _run_phase(
         "search", os.path.join(sweep_dir, "search"), _trainable(phase_ctx, budget), space.tune_param_space(),
-        _search_tune_config(space, budget, opts, sweep_dir, sample_cfg.steps, sample_cfg.eval_every), budget)
+        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every), budget)
     from platform.sweep_summary import summarise
     return summarise(space, budget, sweep_dir, grids, parent, wall_seconds=time.time() - started)

@@ -1,83 +1,28 @@
-"""End of a sweep: one polars table of every trial, saved as CSV + Parquet, printed, and
-logged to the sweep's MLflow parent run."""
+"""End of a sweep: the trial table (``reports.records.trials_table``, with Tune's results as the
+word on each trial) saved as CSV + Parquet, printed, logged to the sweep's MLflow parent run
+(whose unfinished child runs are closed), and the sweep's report built."""
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import polars as pl
 
+from reports.records import trials_table
 from search_spaces import SearchSpace
 from search_spaces.budgets import Budget
+from trainers.files import atomic_path
 from trainers.paths import mlflow_tracking_uri
-
-COLUMNS = ("phase", "label", "trial", "status", "seed", "beta", "alpha", "routing", "weighting", "step", "fid",
-           "precision", "recall", "is_mean", "feature_set", "num_samples", "images_per_s", "wall_s", "run_dir")
-
-
-def _final_metrics(run_dir: str | None) -> dict:
-    path = os.path.join(run_dir, "metrics.json") if run_dir else ""
-    if path and os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {}
-
-
-def _rows(phase: str, grid) -> list[dict]:
-    rows = []
-    for result in grid:
-        metrics = dict(result.metrics or {})
-        run_dir = metrics.get("run_dir")
-        final = _final_metrics(run_dir)
-        cfg = final.get("config") or _checkpoint_config(run_dir)
-        status = "error" if result.error else ("finished" if metrics.get("final") else "stopped")
-        rows.append({
-            "phase": phase, "label": metrics.get("label") or final.get("label", ""),
-            "trial": metrics.get("trial_id", ""), "status": status,
-            "seed": cfg.get("seed"), "beta": cfg.get("beta"), "alpha": cfg.get("alpha"),
-            "routing": cfg.get("routing"), "weighting": cfg.get("weighting"), "step": metrics.get("step"),
-            "fid": metrics.get("fid"), "precision": metrics.get("precision"), "recall": metrics.get("recall"),
-            "is_mean": metrics.get("is_mean"), "feature_set": metrics.get("feature_set") or _fid_k_features(run_dir),
-            "num_samples": metrics.get("num_samples"), "images_per_s": _median_throughput(run_dir),
-            "wall_s": metrics.get("time_total_s"), "run_dir": run_dir,
-        })
-    return rows
-
-
-def _checkpoint_config(run_dir: str | None) -> dict:
-    """The config of a trial that ended before its final metrics (stopped early, or failed)."""
-    from trainers.checkpoint import latest_checkpoint, read_checkpoint_config
-    latest = latest_checkpoint(run_dir) if run_dir else None
-    return read_checkpoint_config(latest).to_dict() if latest else {}
-
-
-def _fid_k_features(run_dir: str | None) -> str | None:
-    from trainers.tracking import read_metrics
-    found = [r["feature_set"] for r in read_metrics(run_dir) if "fid_k" in r] if run_dir else []
-    return found[-1] if found else None
-
-
-def _median_throughput(run_dir: str | None) -> float | None:
-    from trainers.tracking import read_metrics
-    values = sorted(r["images_per_s"] for r in read_metrics(run_dir)[1:] if "images_per_s" in r) if run_dir else []
-    return values[len(values) // 2] if values else None
-
-
-def trials_table(grids: dict) -> pl.DataFrame:
-    rows = [row for phase, grid in grids.items() for row in _rows(phase, grid)]
-    schema = {c: (pl.Float64 if c in ("beta", "alpha", "fid", "precision", "recall", "is_mean", "images_per_s",
-                                      "wall_s") else pl.Int64 if c in ("seed", "step", "num_samples") else pl.Utf8)
-              for c in COLUMNS}
-    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
 
 
 def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, parent_run_id: str,
               wall_seconds: float) -> dict:
     import mlflow
-    table = trials_table(grids)
-    table.write_csv(os.path.join(sweep_dir, "trials.csv"))
-    table.write_parquet(os.path.join(sweep_dir, "trials.parquet"))
+    table = trials_table(sweep_dir, grids)
+    with atomic_path(os.path.join(sweep_dir, "trials.csv")) as tmp:
+        table.write_csv(tmp)
+    with atomic_path(os.path.join(sweep_dir, "trials.parquet")) as tmp:
+        table.write_parquet(tmp)
     finished = table.filter((pl.col("status") == "finished") & pl.col(space.metric).is_not_null())
     search = finished.filter(pl.col("phase") == "search")
     best = None
@@ -121,11 +66,9 @@ def _build_report(sweep_dir: str) -> str | None:
 def _close_unfinished_child_runs(client, table: pl.DataFrame) -> None:
     """Trials that Tune stopped early (ASHA) or that errored end without closing their MLflow
     run; mark those runs KILLED / FAILED so the UI does not show them as running forever."""
-    for row in table.filter(pl.col("status") != "finished").iter_rows(named=True):
-        id_file = os.path.join(row["run_dir"] or "", "mlflow_run_id")
-        if not os.path.exists(id_file):
-            continue
-        run_id = open(id_file).read().strip()
+    unfinished = table.filter((pl.col("status") != "finished") & pl.col("mlflow_run_id").is_not_null())
+    for row in unfinished.iter_rows(named=True):
+        run_id = row["mlflow_run_id"]
         current = client.get_run(run_id).info.status
         # a trial the scheduler stopped may have seen the stop as an exception (FAILED): Tune knows better
         if current == "RUNNING" or (row["status"] == "stopped" and current == "FAILED"):

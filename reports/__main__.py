@@ -5,7 +5,6 @@ import argparse
 import os
 import sys
 
-
 SWEEP_MARKERS = ("trials", "trials.csv", "mlflow_parent_run_id", "baselines", "search")
 
 

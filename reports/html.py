@@ -5,7 +5,7 @@ import base64
 import html
 import re
 
-from reports.tables import Cell
+from reports.cells import Cell
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1280px;

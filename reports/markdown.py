@@ -1,7 +1,7 @@
 """The Markdown summary: header, the configuration table, status, links to the figure files."""
 from __future__ import annotations
 
-from reports.tables import Cell
+from reports.cells import Cell
 
 
 def _cell(text: str) -> str:

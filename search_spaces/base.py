@@ -81,7 +81,6 @@ class SearchSpace:
     metric: str = "fid"
     mode: str = "min"
     num_trials: int = 8
-    seeds: tuple[int, ...] = (0,)
 
     def validate(self) -> None:
         """Raise ValueError on bad ranges or on names the run config does not have."""

@@ -42,12 +42,3 @@ def get_budget(name: str) -> Budget:
     if name not in BUDGETS:
         raise ValueError(f"unknown budget {name!r}; choose from {', '.join(sorted(BUDGETS))}")
     return BUDGETS[name]
-
-
-def check_overrides(space, budget: Budget, overrides: dict) -> None:
-    """Raise ValueError if the space's base + budget + overrides (and every baseline) is not a valid config."""
-    from trainers.presets import preset_config
-    fields = {**budget.overrides, **space.base, **overrides}
-    preset_config(budget.preset, **fields)
-    for overrides_b in space.baselines.values():
-        preset_config(budget.preset, **{**fields, **overrides_b})

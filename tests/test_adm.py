@@ -1,11 +1,12 @@
-"""ADM UNet with DTR (methods.md §1.5): registry, exact parameter counts (routing adds none),
+"""ADM UNet with DTR (docs/routing.md): registry, exact parameter counts (routing adds none),
 zero-initialised output, mask after GroupNorm with one table per width, CFG null class."""
 import pytest
 import torch
 
 from trainers.models import ADMUNet, build_model
 from trainers.models.adm import AttentionBlock, ResBlock
-from trainers.routing import RoutingSpec, dtr_mask
+from trainers.routing.masks import dtr_mask
+from trainers.routing.spec import RoutingSpec
 
 GREY = dict(input_size=32, in_channels=1, num_classes=10)
 IMAGENET64 = dict(input_size=64, in_channels=3, num_classes=1000)
@@ -163,8 +164,8 @@ def test_cfg_null_class_and_backward():
 
 def test_trainer_builds_adm():
     from trainers.config import RunConfig
-    from trainers.train import model_for
-    from trainers.train_cli import build_parser, config_from_args
+    from trainers.training.cli import build_parser, config_from_args
+    from trainers.training.loop import model_for
 
     cfg = config_from_args(build_parser().parse_args(["--model", "ADM-T", "--routing", "dtr"]))
     model = model_for(cfg)

@@ -1,16 +1,20 @@
-"""The regression bench (trainers/bench, ``python -m platform.bench``).
+"""The regression bench (``python -m platform.bench``: platform/bench drives, trainers/bench
+holds the cases and the timing).
 
 * the gate's arithmetic on hand-made numbers: noise bands, the Welch comparison band, the
   verdicts, the <= 2% routing claim, the baseline file, the history frame, the interleaving order;
 * the real CLI at ``--scale tiny`` (DiT-T/4, real DeepSpeed engines, real domain-feature FID, a
-  real MLflow sqlite store in a temp dir): ``--update-baseline`` then a re-run against that
-  baseline exits 0; a baseline claiming DTR was 10x cheaper, with a tight band, exits 1;
-  every invocation is a run in the ``benchmarks`` experiment and a line of the history; the
-  quality suite at smoke size trains per case and seed under the bench's MLflow run.
+  real MLflow sqlite store in a temp dir), the README's commands: ``--suite speed
+  --update-baseline`` then a re-run against that baseline exits 0; a baseline claiming DTR was
+  10x cheaper, with a tight band, exits 1; one ``--suite speed`` invocation in a store and run
+  directory of its own is exactly one run in the ``benchmarks`` experiment and one line of the
+  history, both holding its result record; ``--suite quality`` at smoke size trains per case and
+  seed under the bench's MLflow run.
 
 Cost: ~1.5 min of bench runs, plus the Fashion-MNIST domain classifier (~1 min) when the session's
 shared cache does not hold it yet (test_metrics trains the same one).
 """
+import contextlib
 import json
 import math
 import os
@@ -20,14 +24,28 @@ import sys
 import pytest
 from scipy.stats import t as student_t
 
-from trainers.bench import gate
-from trainers.bench.gate import Baseline, Stat, claim_check, compare, comparison_band, ratio_values
-from trainers.bench.history import append_history, bench_history
+from platform.bench import gate
+from platform.bench.baseline import Baseline
+from platform.bench.gate import (
+    Stat,
+    claim_check,
+    compare,
+    comparison_band,
+    ratio_values,
+)
+from platform.bench.history import append_history, read_history
+from reports.bench_history import history_rows
 from trainers.bench.measure import interleave
+from trainers.files import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Q = 0.99865
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 # --------------------------------------------------------------------------- hand-made numbers
@@ -103,7 +121,7 @@ def test_baseline_file_keeps_other_entries(tmp_path):
     b = Baseline.load(path)
     b.update("full", [Stat("fid_k_dtr", (20.0, 21.0, 22.0), "FID", fingerprint="b"), Stat("one", (1.0,))], {})
     b.save()
-    raw = json.load(open(path))
+    raw = _json(path)
     assert set(raw["scales"]["full"]["metrics"]) == {"dtr_step_ratio", "fid_k_dtr", "one"}
     assert raw["scales"]["full"]["metrics"]["one"]["se"] is None           # NaN stored as null
     again = Baseline.load(path)
@@ -111,6 +129,11 @@ def test_baseline_file_keeps_other_entries(tmp_path):
     assert compare(Stat("fid_k_dtr", (20.5, 21.5), "FID", fingerprint="b"),
                    again.entry("full", "fid_k_dtr")).status == gate.OK
     assert again.entry("tiny", "fid_k_dtr") is None
+
+
+def bench_history(path, **filters):
+    """The history file as the trend plots read it: platform.bench's records, reports' frame."""
+    return history_rows(read_history(path), **filters)
 
 
 def test_bench_history_frame(tmp_path):
@@ -140,9 +163,7 @@ class _Fake:
 
     def unit(self):
         self.log.append(self.name)
-        x = 0
-        for _ in range(self.cost):
-            x += 1
+        self.out = sum(range(self.cost))  # a little work to time
 
 
 def test_interleave_rotates_and_alternates_units():
@@ -162,28 +183,37 @@ def test_interleave_rotates_and_alternates_units():
 TINY = ["--scale", "tiny", "--rounds", "5"]
 
 
+@contextlib.contextmanager
+def _own_bench_env(mp: pytest.MonkeyPatch, root, cache_dir: str):
+    """Run directory and MLflow store under ``root``; the distributed variables the in-process
+    runs set (DeepSpeed) are put back afterwards."""
+    dist_env = {k: os.environ.get(k) for k in DIST_ENV}
+    mp.setenv("DTR_RUNS_DIR", str(root / "runs"))
+    mp.setenv("DTR_CACHE_DIR", cache_dir)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # 4 slashes: absolute
+    mp.setenv("DS_ACCELERATOR", "cpu")
+    try:
+        yield root
+    finally:
+        for k, v in dist_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="module")
 def bench_env(tmp_path_factory, shared_cache_dir):
-    root = tmp_path_factory.mktemp("bench")
-    dist_env = {k: os.environ.get(k) for k in DIST_ENV}  # the in-process runs set them (DeepSpeed)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DTR_RUNS_DIR", str(root / "runs"))
-        mp.setenv("DTR_CACHE_DIR", shared_cache_dir)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # 4 slashes: absolute
-        mp.setenv("DS_ACCELERATOR", "cpu")
+    with pytest.MonkeyPatch.context() as mp, _own_bench_env(mp, tmp_path_factory.mktemp("bench"),
+                                                            shared_cache_dir) as root:
         yield root
-    for k, v in dist_env.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _cli(args):
     """The bench as a user runs it: a subprocess from the repository root."""
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
     proc = subprocess.run([sys.executable, "-m", "platform.bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
+                          text=True, timeout=600, env=env, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -191,7 +221,7 @@ def _cli(args):
 def recorded(bench_env):
     """``--update-baseline`` into a fresh file: writes the tiny-scale baseline, exits 0."""
     baseline = str(bench_env / "baseline.json")
-    rc, text = _cli([*TINY, "--update-baseline", "--baseline", baseline])
+    rc, text = _cli(["--suite", "speed", *TINY, "--update-baseline", "--baseline", baseline])
     assert rc == 0, text
     return baseline, text
 
@@ -204,7 +234,7 @@ def test_update_baseline_writes_the_file_and_prints_ratios(recorded):
                  "fid_per_vanilla_step", "step_ms_vanilla"):
         assert name in text
     assert "n/a: the claim is about DiT-S/2" in text     # the tiny scale does not judge the claim
-    entries = json.load(open(baseline))["scales"]["tiny"]["metrics"]
+    entries = _json(baseline)["scales"]["tiny"]["metrics"]
     r = entries["dtr_step_ratio"]
     assert r["n"] == 5 and len(r["values"]) == 5 and r["band"] > 0 and r["gated"] is True
     assert entries["step_ms_vanilla"]["gated"] is False
@@ -224,32 +254,34 @@ def test_rerun_against_its_own_baseline_exits_zero(recorded, capsys):
 def test_injected_regression_exits_one(recorded, bench_env, capsys):
     from platform.bench import main
     baseline, _ = recorded
-    data = json.load(open(baseline))
+    data = _json(baseline)
     entry = data["scales"]["tiny"]["metrics"]["dtr_step_ratio"]
     entry.update(mean=0.1, std=0.001, se=0.0005, band=0.002)  # "DTR used to cost a tenth of vanilla"
     injected = str(bench_env / "injected.json")
-    json.dump(data, open(injected, "w"))
+    with open(injected, "w") as f:
+        json.dump(data, f)
     rc = main(["--scale", "tiny", "--rounds", "5", "--cases", "dtr", "--baseline", injected])
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "RESULT: REGRESSION -> exit 1" in out
     line = next(x for x in out.splitlines() if x.startswith("dtr_step_ratio"))
     assert "REGRESSION" in line
-    assert json.load(open(injected)) == data  # gating never rewrites the baseline
+    assert _json(injected) == data  # gating never rewrites the baseline
 
 
 @pytest.mark.slow
 def test_quality_suite_trains_per_seed_under_the_bench_run(bench_env, capsys):
     """The quality path end to end at smoke size (10 steps, FID-32: the numbers mean nothing, the
-    plumbing is real): trainers.train.train per case and seed, nested MLflow runs, seed bands."""
+    plumbing is real): trainers.training.run.train per case and seed, nested MLflow runs, seed bands."""
     import mlflow
+
     from platform.bench import main
     baseline = str(bench_env / "quality.json")
     assert main(["--suite", "quality", "--scale", "tiny", "--seeds", "0,1", "--baseline", baseline,
                  "--update-baseline"]) == 0
     out = capsys.readouterr().out
     assert "bench-dtr-s1: FID-32" in out
-    entries = json.load(open(baseline))["scales"]["tiny"]["metrics"]
+    entries = _json(baseline)["scales"]["tiny"]["metrics"]
     assert set(entries) == {"fid_k_vanilla", "fid_k_dtr", "dtr_fid_k_ratio"}
     assert entries["fid_k_dtr"]["n"] == 2 and entries["fid_k_dtr"]["unit"] == "FID"
     client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
@@ -262,24 +294,51 @@ def test_quality_suite_trains_per_seed_under_the_bench_run(bench_env, capsys):
 
 
 @pytest.mark.slow
-def test_mlflow_runs_and_history(recorded, bench_env):
+def test_mlflow_run_and_history_of_one_invocation(tmp_path, monkeypatch, shared_cache_dir, capsys):
+    """One ``--suite speed`` invocation with a run directory and MLflow store of its own: exactly
+    one run in the ``benchmarks`` experiment and one history line, both holding its result record."""
     import mlflow
-    # after the three tests above: three invocations
-    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
+    from platform.bench import main
+    record_path = str(tmp_path / "record.json")
+    with _own_bench_env(monkeypatch, tmp_path, shared_cache_dir):
+        rc = main(["--suite", "speed", "--scale", "tiny", "--rounds", "3", "--cases", "dtr",
+                   "--baseline", str(tmp_path / "no-baseline.json"), "--json", record_path])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    record = _json(record_path)
+    assert record["result"] == "ok" and record["suite"] == "speed" and record["scale"] == "tiny"
+    assert set(record["metrics"]) == {"dtr_step_ratio", "vanilla_step_per_calib", "calib_ms", "step_ms_vanilla",
+                                      "step_ms_dtr"}
+    assert {m["status"] for m in record["metrics"].values()} == {gate.NEW}   # no baseline file
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("benchmarks")
-    assert exp is not None
-    runs = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'invocation' and "
-                                                    "tags.`bench.suite` = 'speed'")
-    assert len(runs) >= 1
-    latest = runs[0]
-    assert latest.info.status == "FINISHED"
-    assert "dtr_step_ratio" in latest.data.metrics and "dtr_step_ratio_band" in latest.data.metrics
-    assert latest.data.params["scale"] == "tiny"
-    assert latest.data.tags["bench.result"] in ("ok", "regression")
-    df = bench_history(os.path.join(str(bench_env), "runs", "bench", "history.jsonl"), metrics=["dtr_step_ratio"],
-                       suite="speed")
-    assert df.height == len(runs)
-    assert set(df["run_id"].to_list()) == {r.info.run_id for r in runs}
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_id == record["run_id"] and run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("bench-speed-tiny-")
+    assert {k: run.data.tags[k] for k in ("bench.kind", "bench.suite", "bench.scale", "bench.result",
+                                          "bench.regressions")} == {
+        "bench.kind": "invocation", "bench.suite": "speed", "bench.scale": "tiny", "bench.result": "ok",
+        "bench.regressions": "none"}
+    params = run.data.params
+    assert (params["suite"], params["scale"], params["rounds"], params["cases"]) == ("speed", "tiny", "3",
+                                                                                     "calib,vanilla,dtr")
+    assert params["git_commit"] == record["git_commit"] and params["threads"] == "1"
+    logged = {}  # mean, band and std of every metric (claims are n/a at the tiny scale)
+    for name, m in record["metrics"].items():
+        logged.update({key: m[field] for key, field in ((name, "mean"), (f"{name}_band", "band"),
+                                                         (f"{name}_std", "std")) if m[field] is not None})
+    assert len(logged) == 15 and run.data.metrics == pytest.approx(logged)
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["record.json"]
+
+    history = os.path.join(str(tmp_path), "runs", "bench", "history.jsonl")
+    assert read_jsonl(history) == [record]
+    df = bench_history(history, metrics=["dtr_step_ratio"], suite="speed")
+    assert df["run_id"].to_list() == [run.info.run_id]
+    assert df["mean"].to_list() == pytest.approx([record["metrics"]["dtr_step_ratio"]["mean"]])
 
 
 def test_bad_arguments_exit_two(capsys):

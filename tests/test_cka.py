@@ -2,9 +2,14 @@
 import pytest
 import torch
 
-from reports.cka import capture_block_outputs, cka_matrix, linear_cka, plot_cka_heatmaps
+from trainers.evaluation.cka import (
+    capture_block_outputs,
+    cka_matrix,
+    linear_cka,
+    plot_cka_heatmaps,
+)
 from trainers.models import build_model
-from trainers.routing import RoutingSpec
+from trainers.routing.spec import RoutingSpec
 
 
 def feats(n=50, p=20, seed=0):

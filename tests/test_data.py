@@ -9,10 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from trainers.data import (
-    SYSTEM_DIRS, CorruptDataError, CorruptImageError, DatasetUnavailable, build_dataset, center_crop_arr,
-    dataset_info, flip_decision, read_idx,
+from trainers.data.base import (
+    CorruptDataError,
+    CorruptImageError,
+    DatasetUnavailable,
+    flip_decision,
 )
+from trainers.data.pixel_datasets import SYSTEM_DIRS, center_crop_arr, read_idx
+from trainers.data.registry import build_dataset, dataset_info
 
 FASHION_DIR = SYSTEM_DIRS["fashion_mnist"]
 
@@ -205,12 +209,12 @@ def test_flip_is_deterministic_per_seed_epoch_index(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_vae():
-    from trainers.latents import load_vae
+    from trainers.data.latents import load_vae
     return load_vae(offline_tiny=True)
 
 
 def test_latent_cache_round_trip(tmp_path, tiny_vae):
-    from trainers.latents import LatentDataset, encode_to_latent_cache
+    from trainers.data.latents import LatentDataset, encode_to_latent_cache
     for i, size in enumerate([(40, 60), (70, 50), (32, 32)]):
         save_png(tmp_path / "img" / f"c{i % 2}" / f"{i}.png", size)
     ds = build_dataset("imagenet_folder", root=str(tmp_path / "img"), image_size=32)
@@ -252,7 +256,7 @@ def test_latent_cache_round_trip(tmp_path, tiny_vae):
 
 
 def test_load_vae_local_folder_and_clear_offline_error(tmp_path, tiny_vae):
-    from trainers.latents import VaeUnavailable, load_vae
+    from trainers.data.latents import VaeUnavailable, load_vae
     tiny_vae.save_pretrained(tmp_path / "vae")
     vae = load_vae(str(tmp_path / "vae"))
     assert not any(p.requires_grad for p in vae.parameters())

@@ -5,10 +5,20 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.diffusion import (GaussianDiffusion, get_beta_schedule,
-                                sample_timesteps_stratified, sample_timesteps_uniform)
-from trainers.sampling import (SpacedDiffusion, combine_cfg, guided_output, respace,
-                               sample, space_timesteps)
+from trainers.diffusion.gaussian import (
+    GaussianDiffusion,
+    get_beta_schedule,
+    sample_timesteps_stratified,
+    sample_timesteps_uniform,
+)
+from trainers.diffusion.sampling import (
+    SpacedDiffusion,
+    combine_cfg,
+    guided_output,
+    respace,
+    sample,
+    space_timesteps,
+)
 
 
 # ----------------------------------------------------------------------------- test models
@@ -345,7 +355,10 @@ def test_unconditional_model_no_doubling():
 def test_kl_and_decoder_likelihood_against_torch_distributions():
     from torch.distributions import Normal, kl_divergence
 
-    from trainers.diffusion import discretized_gaussian_log_likelihood, normal_kl
+    from trainers.diffusion.gaussian import (
+        discretized_gaussian_log_likelihood,
+        normal_kl,
+    )
     g = gen(0)
     m1, m2 = torch.randn(100, generator=g), torch.randn(100, generator=g)
     l1, l2 = torch.randn(100, generator=g), torch.randn(100, generator=g)

@@ -1,11 +1,11 @@
-"""Interval clustering (methods.md §4) against brute force, coverage and speed."""
+"""Interval clustering (docs/interval_clustering.md) against brute force, coverage and speed."""
 import itertools
 import time
 
 import numpy as np
 import pytest
 
-from trainers.interval_clustering import (
+from trainers.diffusion.interval_clustering import (
     affinity_cost_matrix,
     equal_width_clusters,
     interval_clusters,
@@ -148,9 +148,3 @@ def test_bad_k_raises():
         interval_clusters_affinity(np.eye(3), 0)
     with pytest.raises(ValueError):
         interval_clusters([], 1)
-
-
-def test_reexported_from_weighting():
-    from trainers import weighting
-
-    assert weighting.interval_clusters is interval_clusters

@@ -5,7 +5,8 @@ import torch
 
 from trainers.models import build_model
 from trainers.models.learned_window import LearnedWindow
-from trainers.routing import RoutingSpec, dtr_mask, dtr_window_starts, window_width
+from trainers.routing.masks import dtr_mask, dtr_window_starts, window_width
+from trainers.routing.spec import RoutingSpec
 
 TINY = dict(input_size=16, in_channels=4, num_classes=10)
 

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from trainers import features, metrics
-from trainers.domain_classifier import (ClassifierConfig, classifier_key, load_or_train, load_split_tensors,
-                                        train_classifier)
+from trainers.evaluation import feature_sets, features, inception, metrics
+from trainers.evaluation.domain_classifier import (
+    ClassifierConfig,
+    classifier_key,
+    load_or_train,
+    load_split_tensors,
+    train_classifier,
+)
 
 DATASET = "fashion_mnist"
 
@@ -23,7 +28,7 @@ DATASET = "fashion_mnist"
 def domain(shared_cache_dir):
     t0 = time.perf_counter()
     _, info = load_or_train(DATASET, cache_dir=shared_cache_dir)
-    fs = features.get_feature_set("domain", DATASET, cache_dir=shared_cache_dir)
+    fs = feature_sets.get_feature_set("domain", DATASET, cache_dir=shared_cache_dir)
     print(f"domain classifier ready in {time.perf_counter() - t0:.1f}s: {info}")
     return fs, info
 
@@ -119,7 +124,7 @@ def test_evaluate_samples_on_real_images(domain, real_test, shared_cache_dir):
 
 def test_offline_inception_features():
     """Slow-ish: the TorchScript Inception takes ~0.4 s per image on 2 cores, so 3 images."""
-    fs = features.inception_extractor("offline")
+    fs = inception.inception_extractor("offline")
     assert fs.name == "inception-offline"
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     feats = fs.features(x)
@@ -131,9 +136,9 @@ def test_offline_inception_features():
 def test_inception_auto_falls_back_offline_without_network(monkeypatch):
     def no_network(timeout):
         raise urllib.error.URLError("offline")
-    monkeypatch.setattr(features, "_fetch_clean_fid_weights", no_network)
+    monkeypatch.setattr(inception, "_fetch_clean_fid_weights", no_network)
     t0 = time.perf_counter()
-    assert features.inception_extractor("auto").name == "inception-offline"
+    assert inception.inception_extractor("auto").name == "inception-offline"
     assert time.perf_counter() - t0 < 30
     with pytest.raises(urllib.error.URLError):
-        features.inception_extractor("clean")
+        inception.inception_extractor("clean")

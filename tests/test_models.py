@@ -4,7 +4,7 @@ import torch
 
 from trainers.models import DiT_models, build_model, forward_macs, measured_macs
 from trainers.models.embeddings import LabelEmbedder, sincos_2d, timestep_embedding
-from trainers.routing import RoutingSpec
+from trainers.routing.spec import RoutingSpec
 
 IMAGENET = dict(input_size=32, in_channels=4, num_classes=1000)
 TINY = dict(input_size=16, in_channels=4, num_classes=10)

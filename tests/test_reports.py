@@ -1,87 +1,32 @@
-"""reports/: statistics against hand computations, the best row, paper columns, partial sweeps,
-MLflow round trip, the CLI, and ``check_report_outputs`` for a real sweep (tests/test_search.py
-calls it after its smoke sweep)."""
-import glob
-import html
+"""reports/: statistics against hand computations, the best row, paper columns, figure contents
+against values computed here, partial sweeps, the driver's trial table, MLflow round trip, the
+benchmark history, the CLI, the import graph, and ``check_report_outputs`` for a real sweep
+(tests/test_search.py calls it after its smoke sweep; it lives in tests/report_fixtures.py)."""
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 
-import numpy as np
 import polars as pl
 import pytest
+from report_fixtures import (
+    ROOT,
+    T_975_DF2,
+    _beta_sweep_rows,
+    _config,
+    _trial,
+    _tune_state,
+    _write_trial,
+    check_report_outputs,
+)
 
 from reports import build_report
-from reports.records import load_sweep, trials_frame
-from reports.tables import config_table, display_config_table, format_mean_ci, mean_ci
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), from a t table
-
-
-def check_report_outputs(sweep_dir: str) -> None:
-    """A built report is complete: self-contained HTML with every trial label and the feature set,
-    and a Markdown summary with the configuration table."""
-    html_path, md_path = os.path.join(sweep_dir, "report.html"), os.path.join(sweep_dir, "report.md")
-    assert os.path.exists(html_path), html_path
-    assert os.path.exists(md_path), md_path
-    text = open(html_path, encoding="utf-8").read()
-    external = [src for src in re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", text)
-                if not src.startswith(("data:", "#"))]
-    assert not external, f"external links in report.html: {external[:5]}"
-    assert "<script" not in text.lower() or "src=" not in text.lower().split("<script", 1)[1].split(">", 1)[0]
-    assert '<img src="data:image/png;base64,' in text
-    labels, feature_sets = set(), set()
-    for path in glob.glob(os.path.join(sweep_dir, "trials", "*", "metrics.json")):
-        with open(path) as f:
-            final = json.load(f)
-        labels.add(final.get("label"))
-        feature_sets.add(final.get("feature_set"))
-    if os.path.exists(os.path.join(sweep_dir, "trials.csv")):
-        table = pl.read_csv(os.path.join(sweep_dir, "trials.csv"), infer_schema_length=0)
-        labels |= set(table["label"].to_list())
-        feature_sets |= set(table["feature_set"].to_list())
-    labels.discard(None), labels.discard("")
-    feature_sets.discard(None), feature_sets.discard("")
-    assert labels, "no trial labels found in the sweep"
-    for label in labels:
-        assert html.escape(label) in text, f"label {label!r} missing from report.html"
-    assert feature_sets, "no feature set found in the sweep"
-    for fs in feature_sets:
-        assert fs in text, f"feature set {fs!r} missing from report.html"
-    md = open(md_path, encoding="utf-8").read()
-    assert re.search(r"^\| configuration \|", md, re.M), "report.md has no configuration table"
-    assert re.search(r"^\|---\|", md, re.M)
-
-
-# The report of a real smoke sweep is checked in tests/test_search.py (check_report_outputs),
-# on the sweep that test runs end to end.
-
-
-# -- synthetic records ----------------------------------------------------------------------------
-
-def _trial(name, label, seed, fid, *, phase="search", baseline=None, routing="dtr", beta=0.8, alpha=4.0,
-           weighting="vanilla", status="finished", model="DiT-T/4", dataset="fashion_mnist", image_size=32,
-           feature_set="domain-fashion_mnist", steps=600, cfg_scale=1.0, samples=1000, **extra):
-    return {"name": name, "trial": name.rsplit("-", 1)[-1], "phase": phase, "baseline": baseline, "label": label,
-            "status": status, "seed": seed, "model": model, "dataset": dataset, "image_size": image_size,
-            "routing": routing, "beta": beta, "alpha": alpha, "weighting": weighting, "steps": steps,
-            "step": steps if status == "finished" else steps // 2, "fid": fid if status == "finished" else None,
-            "is_mean": 2.0 + seed, "precision": 0.5, "recall": 0.4, "feature_set": feature_set,
-            "cfg_scale": cfg_scale, "final_eval_samples": samples, "images_per_s": 100.0 + seed,
-            "schedule": "linear", "num_timesteps": 1000, **extra}
-
-
-def _beta_sweep_rows(**kw):
-    rows = [_trial(f"baseline-vanilla-s{s}-v{s}", "vanilla", s, f, phase="baselines", baseline="vanilla",
-                   routing="none", **kw) for s, f in enumerate((10.0, 12.0, 14.0))]
-    rows += [_trial(f"trial-a{s}", "DTR", s, f, **kw) for s, f in enumerate((8.0, 9.0, 10.0))]
-    rows += [_trial(f"trial-b{s}", "DTR", s, f, beta=b, **kw)  # one value, two float spellings
-             for s, f, b in ((0, 11.0, 0.6), (1, 13.0, 0.6000000000000001))]
-    return rows
+from reports.cells import display_config_table, format_mean_ci
+from reports.records import load_sweep, trials_table
+from reports.schema import trials_frame
+from reports.stats import mean_ci
+from reports.tables import config_table
 
 
 def test_mean_ci_matches_hand_computation():
@@ -176,75 +121,6 @@ def test_multi_expert_rows_count_n_models_and_match_app_d():
     assert "App. D" in table.paper_notes[0][1]
 
 
-def test_figures_from_synthetic_records(tmp_path):
-    import matplotlib.pyplot as plt
-
-    from reports import figures as F
-    rows = _beta_sweep_rows() + [_trial("trial-w0", "Min-SNR", 0, 9.5, routing="none", weighting="min_snr",
-                                        min_snr_gamma=5.0),
-                                 _trial("trial-p0", "P2", 0, 9.7, routing="none", weighting="p2", p2_gamma=1.0,
-                                        p2_k=1.0)]
-    usage = tmp_path / "expert_usage.npy"
-    np.save(usage, np.full((1000, 3), 2 / 3))
-    rows.append(_trial("trial-s0", "Switch-DiT", 0, 9.9, routing="learned", expert_usage=str(usage)))
-    trials = trials_frame(rows)
-    table = config_table(trials, baselines=["vanilla"])
-    assert F.sweepable_params(table) == ["beta"]
-    curves = pl.DataFrame({"name": ["trial-a0", "trial-a0", "trial-a1", "trial-a1"], "step": [100, 200, 100, 200],
-                           "loss": [0.5, 0.4, 0.6, 0.45], "fid_k": [50.0, 40.0, None, 42.0]})
-    for fig in (F.metric_vs_param(table, "beta"), F.convergence_curves(table, curves),
-                F.routing_masks(table, trials), F.loss_weight_curves(trials), F.expert_usage(table, trials)):
-        assert isinstance(fig, plt.Figure)
-        assert F.figure_png(fig).startswith(b"\x89PNG")
-    mask = F.mask_table(rows[3])
-    assert mask.shape == (1000, 128) and (mask.sum(1) == int(128 * 0.8)).all()
-    assert F.expert_usage(config_table(trials_frame(_beta_sweep_rows())), trials_frame(_beta_sweep_rows())) is None
-    assert F.sample_grids(table, trials) is None  # no samples.png anywhere: skipped, not an error
-
-
-# -- a partial sweep on disk ------------------------------------------------------------------------
-
-def _config(name, sweep_dir, **fields):
-    from trainers.presets import preset_config
-    extra = {"space": "smoke", "budget": "smoke", "phase": fields.pop("phase", "search"),
-             "baseline": fields.pop("baseline", "")}
-    cfg = preset_config("smoke", steps=20, eval_every=10, eval_k=64, final_eval_samples=128, run_name=name,
-                        run_dir=os.path.join(sweep_dir, "trials", name), extra=extra, **fields)
-    return cfg.to_dict()
-
-
-def _write_trial(sweep_dir, name, config, *, final=None, steps=20, fid_k=True, samples=False):
-    run_dir = os.path.join(sweep_dir, "trials", name)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
-        for step in range(1, steps + 1):
-            f.write(json.dumps({"step": step, "loss": 1.0 / step, "images_per_s": 50.0 + step}) + "\n")
-            if fid_k and step % 10 == 0:
-                f.write(json.dumps({"step": step, "fid_k": 100.0 - step, "feature_set": "domain-fashion_mnist"}) + "\n")
-    if final is not None:
-        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-            json.dump({"config": config, "label": final.pop("label"), **final}, f)
-    else:
-        ckpt = os.path.join(run_dir, "checkpoints", "step_0000010")
-        os.makedirs(ckpt)
-        with open(os.path.join(ckpt, "config.json"), "w") as f:
-            json.dump(config, f)
-    if samples:
-        import matplotlib.pyplot as plt
-        plt.imsave(os.path.join(run_dir, "samples.png"), np.random.default_rng(0).random((34, 34)), cmap="gray")
-    return run_dir
-
-
-def _tune_state(sweep_dir, phase, trials):
-    """A minimal Ray Tune experiment_state file: [(trial_id, status, config, done, logdir), ...]."""
-    os.makedirs(os.path.join(sweep_dir, phase), exist_ok=True)
-    data = [[json.dumps({"trial_id": tid, "status": status, "config": config, "relative_logdir": logdir}),
-             json.dumps({"last_result": {"final": done, "time_total_s": 12.5}})]
-            for tid, status, config, done, logdir in trials]
-    with open(os.path.join(sweep_dir, phase, "experiment_state-2026-01-01_00-00-00.json"), "w") as f:
-        json.dump({"trial_data": data}, f)
-
-
 @pytest.fixture
 def partial_sweep(tmp_path):
     sweep_dir = str(tmp_path / "sweeps" / "smoke-smoke")
@@ -252,19 +128,21 @@ def partial_sweep(tmp_path):
     final = {"fid": 150.0, "is_mean": 1.4, "precision": 0.1, "recall": 0.05, "feature_set": "domain-fashion_mnist",
              "num_samples": 128}
     vanilla = "baseline-vanilla-s0-v_00000"
+    # finished before config.json existed: the config only in metrics.json
     _write_trial(sweep_dir, vanilla, _config(vanilla, sweep_dir, routing="none", phase="baselines",
-                                             baseline="vanilla"),
+                                             baseline="vanilla"), config_in=("metrics",),
                  final={**final, "label": "vanilla"}, samples=True)
     _write_trial(sweep_dir, "trial-done1", _config("trial-done1", sweep_dir, routing="dtr", beta=0.75),
-                 final={**final, "fid": 140.0, "label": "DTR"}, samples=True)
-    # running: a checkpoint config and half the steps, this process's pid
+                 config_in=("run_dir", "metrics", "checkpoint"), final={**final, "fid": 140.0, "label": "DTR"},
+                 samples=True)
+    # running: config.json and half the steps (no checkpoint yet), this process's pid
     run_dir = _write_trial(sweep_dir, "trial-run1", _config("trial-run1", sweep_dir, routing="dtr", beta=0.6),
                            steps=10)
     with open(os.path.join(run_dir, "worker.pid"), "w") as f:
         f.write(str(os.getpid()))
-    # errored (Tune says so) with no metrics at all
+    # errored (Tune says so) with no metrics at all; its config only in a checkpoint (an older run)
     _write_trial(sweep_dir, "trial-err1", _config("trial-err1", sweep_dir, routing="dtr", beta=0.9), steps=3,
-                 fid_k=False)
+                 config_in=("checkpoint",), fid_k=False)
     os.makedirs(os.path.join(sweep_dir, "search", "run_trial_err1_3"))
     with open(os.path.join(sweep_dir, "search", "run_trial_err1_3", "error.txt"), "w") as f:
         f.write("Traceback ...\nRuntimeError: loss is NaN at step 3\n")
@@ -286,14 +164,37 @@ def test_partial_sweep_records(partial_sweep):
     err = records.trials.filter(pl.col("name") == "trial-err1").row(0, named=True)
     assert "loss is NaN" in err["detail"] and err["fid"] is None and err["beta"] == 0.9
     pending = records.trials.filter(pl.col("name") == "trial-pend1").row(0, named=True)
-    assert pending["label"] == "DTR" and pending["beta"] == 0.55  # config rebuilt from Tune's params
+    # no config exists before a trial starts: Tune's chosen parameter is shown, nothing is rebuilt
+    assert pending["label"] == "unknown (no config yet)" and pending["beta"] == 0.55 and pending["source"] == "tune"
+    assert "trial-pend1" not in records.configs
     run = records.trials.filter(pl.col("name") == "trial-run1").row(0, named=True)
-    assert run["step"] == 10 and run["fid_k"] == 90.0 and run["label"] == "DTR"
+    assert run["step"] == 10 and run["fid_k"] == 90.0 and run["label"] == "DTR" and run["beta"] == 0.6
+    assert run["images_per_s"] == 56.0  # median of 52..60 (the first, warm-up step left out)
+    # the config as each run recorded it: config.json, metrics.json, a checkpoint's config.json
+    assert [records.configs[n]["beta"] for n in ("trial-run1", "trial-done1", "trial-err1")] == [0.6, 0.75, 0.9]
+    assert records.configs["baseline-vanilla-s0-v_00000"]["routing"] == "none"
+    assert records.configs["trial-empty1"] == {}
     assert records.curves.filter(pl.col("fid_k").is_not_null()).height == 5  # 2 + 2 finished, 1 running
     assert records.meta["space"] == "smoke" and records.meta["budget"] == "smoke"
 
 
-def test_partial_sweep_report_shows_unfinished_trials(partial_sweep):
+def _markdown_table(md: str, first_header: str) -> list[dict]:
+    """The rows of the Markdown table whose first header is ``first_header``, as dicts."""
+    def cells(line):
+        return [c.strip().replace("**", "") for c in line.strip().strip("|").split(" | ")]
+
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    headers, rows = cells(lines[start]), []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(headers, cells(line))))
+    return rows
+
+
+def test_partial_sweep_report_shows_unfinished_trials(partial_sweep, tmp_path, monkeypatch):
+    monkeypatch.setenv("DTR_RUNS_DIR", str(tmp_path / "runs"))  # no benchmark history here
     paths = build_report(partial_sweep, log_to_mlflow=False)
     assert paths["mlflow_logged"] is False
     check_report_outputs(partial_sweep)
@@ -304,7 +205,17 @@ def test_partial_sweep_report_shows_unfinished_trials(partial_sweep):
     assert "4 of 6 trials are not finished" in text
     md = open(paths["markdown"], encoding="utf-8").read()
     assert "trial-err1" in md and "| error |" in md.replace("**", "")
-    assert os.path.exists(os.path.join(partial_sweep, "report_files", "convergence.png"))
+    # the configuration table holds the fixture's numbers: one finished seed each, no interval
+    table = {(r["configuration"], r["β"]): r for r in _markdown_table(md, "configuration")}
+    assert table[("vanilla (baseline)", "—")]["FID ↓"] == "150.0 (n=1)"
+    best = table[("DTR ★", "0.75")]
+    assert best["FID ↓"] == "140.0 (n=1)" and best["status"] == "1 finished"
+    assert table[("DTR", "0.9")]["status"] == "1 error" and table[("DTR", "0.9")]["FID ↓"] == "—"
+    assert table[("DTR", "0.6")]["status"] == "1 running"
+    # the figures this sweep has data for, and only those: curves, DTR's three masks, two sample grids
+    assert sorted(os.listdir(os.path.join(partial_sweep, "report_files"))) == [
+        "convergence.png", "masks.png", "samples.png"]
+    assert text.count("<figure><img") == 2 + 2  # convergence, masks + the two trials' own sample PNGs
 
 
 def test_report_of_an_empty_sweep_dir(tmp_path):
@@ -312,6 +223,33 @@ def test_report_of_an_empty_sweep_dir(tmp_path):
     (sweep_dir / "trials").mkdir(parents=True)
     paths = build_report(str(sweep_dir), log_to_mlflow=False)
     assert "No trials yet" in open(paths["html"], encoding="utf-8").read()
+
+
+def test_driver_trial_table_takes_tunes_word(partial_sweep):
+    """platform/sweep_summary.py saves ``trials_table(sweep_dir, grids)`` as trials.csv: the
+    same rows as the report's, with the Tuners' results as the word on each trial."""
+    from types import SimpleNamespace as Result
+    grids = {"baselines": [Result(metrics={"trial_id": "v_00000", "final": True, "fid": 150.0,
+                                           "time_total_s": 30.0}, error=None, config={"baseline": "vanilla"})],
+             "search": [Result(metrics={"trial_id": "done1", "final": True, "fid": 140.0, "time_total_s": 40.0},
+                               error=None, config={"beta": 0.75}),
+                        # ASHA stopped it at its first FID-k (its worker has not exited yet)
+                        Result(metrics={"trial_id": "run1", "final": False, "step": 10, "fid": 90.0, "fid_k": 90.0},
+                               error=None, config={"beta": 0.6}),
+                        Result(metrics={"trial_id": "err1", "final": False}, config={"beta": 0.9},
+                               error=RuntimeError("Traceback ...\nRuntimeError: loss is NaN at step 3"))]}
+    table = trials_table(partial_sweep, grids)
+    rows = {r["name"]: r for r in table.to_dicts()}
+    # trial-empty1: a directory Tune knows nothing of (an interrupted driver's) is not a trial of the sweep
+    assert set(rows) == {"baseline-vanilla-s0-v_00000", "trial-done1", "trial-run1", "trial-err1", "trial-pend1"}
+    assert {n: r["status"] for n, r in rows.items()} == {
+        "baseline-vanilla-s0-v_00000": "finished", "trial-done1": "finished", "trial-run1": "stopped",
+        "trial-err1": "error", "trial-pend1": "running"}
+    run = rows["trial-run1"]
+    assert (run["fid"], run["step"], run["beta"], run["label"]) == (90.0, 10, 0.6, "DTR")  # what Optuna was told
+    assert rows["trial-err1"]["detail"] == "RuntimeError: loss is NaN at step 3"
+    assert rows["trial-done1"]["wall_s"] == 40.0 and rows["trial-done1"]["run_dir"].endswith("trials/trial-done1")
+    assert table.columns == list(trials_frame([]).columns)  # one schema for trials.csv and the report
 
 
 # -- MLflow --------------------------------------------------------------------------------------
@@ -325,11 +263,13 @@ def test_mlflow_records_and_artifacts(partial_sweep, tmp_path, monkeypatch):
     parent = client.create_run(exp, run_name="sweep-smoke-smoke", tags={"sweep": "true"})
     pid = parent.info.run_id
     client.log_param(pid, "space", "smoke")
-    child = client.create_run(exp, run_name="trial-remote1", tags={"mlflow.parentRunId": pid, "method": "DTR",
-                                                                   "feature_set": "domain-fashion_mnist"})
-    for k, v in {"routing": "dtr", "beta": "0.7", "alpha": "4.0", "model": "DiT-T/4", "seed": "0",
-                 "weighting": "vanilla", "steps": "20"}.items():
-        client.log_param(child.info.run_id, k, v)
+    # a trial only MLflow knows: its config is the dtr.config tag, as trainers/training/tracking.py logs it
+    config = _config("trial-remote1", partial_sweep, routing="dtr", beta=0.7)
+    child = client.create_run(exp, run_name="trial-remote1", tags={
+        "mlflow.parentRunId": pid, "method": "DTR", "feature_set": "domain-fashion_mnist",
+        "dtr.config": json.dumps(config, sort_keys=True)})
+    for k in ("routing", "beta", "model", "seed"):  # params are for MLflow's views; they are not read back
+        client.log_param(child.info.run_id, k, str(config[k]))
     client.log_metric(child.info.run_id, "fid", 120.0, step=20)
     client.log_metric(child.info.run_id, "fid_k", 130.0, step=10)
     client.set_terminated(child.info.run_id, "FINISHED")
@@ -339,6 +279,8 @@ def test_mlflow_records_and_artifacts(partial_sweep, tmp_path, monkeypatch):
     records = load_sweep(partial_sweep, tracking_uri=uri)
     remote = records.trials.filter(pl.col("name") == "trial-remote1").row(0, named=True)
     assert (remote["status"], remote["fid"], remote["beta"], remote["source"]) == ("finished", 120.0, 0.7, "mlflow")
+    assert (remote["phase"], remote["steps"], remote["sampler"]) == ("search", config["steps"], config["sampler"])
+    assert records.configs["trial-remote1"] == config
     assert records.curves.filter(pl.col("name") == "trial-remote1")["fid_k"].to_list() == [130.0]
 
     paths = build_report(partial_sweep, tracking_uri=uri)
@@ -372,17 +314,18 @@ def test_cli_resolves_a_bare_sweep_name(partial_sweep, monkeypatch, capsys):
     assert main(["not-a-sweep", "--no-mlflow"]) == 2
 
 
-def test_bench_trend_figure_marks_regressions():
-    import datetime as dt
+# -- the benchmark history --------------------------------------------------------------------------
 
-    from reports.figures import bench_trend
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    history = pl.DataFrame({
-        "time": [t0 + dt.timedelta(days=i) for i in range(3)], "metric": ["dtr_step_ratio"] * 3,
-        "mean": [1.01, 1.02, 1.30], "band": [0.03, 0.03, 0.03], "status": ["new", "ok", "REGRESSION"]})
-    fig = bench_trend(history)
-    assert fig is not None and len(fig.axes) == 1
-    ax = fig.axes[0]
-    reds = [line for line in ax.get_lines() if line.get_color() == "red"]
-    assert len(reds) == 1 and list(reds[0].get_ydata()) == [1.30]
-    assert bench_trend(history.clear()) is None
+
+def test_reports_import_neither_the_driver_nor_the_trainable():
+    """reports/ is below platform/ (platform.sweep_summary imports it) and reads configs from the
+    records: none of its modules may import platform, the bench, search-space resolution or the
+    Tune trainable (a clean interpreter, every module of the package imported)."""
+    code = ("import importlib, pkgutil, sys, reports\n"
+            "for m in pkgutil.walk_packages(reports.__path__, 'reports.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('platform.', 'trainers.bench', "
+            "'trainers.training.tune_trainable', 'search_spaces.resolve'))))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -1,11 +1,20 @@
-"""Routing masks against the published reference values (methods.md §1)."""
+"""Routing masks against the published reference values (docs/routing.md)."""
 import json
 
 import pytest
 import torch
 
-from trainers.routing import (RoutingSpec, cdtr_mask, dtr_mask, dtr_window_starts, equal_width_bounds,
-                              ercdt_mask, random_mask)
+from trainers.diffusion.interval_clustering import (
+    equal_width_clusters as equal_width_bounds,
+)
+from trainers.routing.masks import (
+    cdtr_mask,
+    dtr_mask,
+    dtr_window_starts,
+    ercdt_mask,
+    random_mask,
+)
+from trainers.routing.spec import RoutingSpec
 
 # (C, W, L, s_0, s_499, s_999, first t with s_t >= 1) for T=1000, beta=0.8, alpha=4
 REFERENCE = {

@@ -80,7 +80,8 @@ def test_invalid_ranges_are_rejected():
 
 def test_every_named_space_validates_and_builds_trial_configs():
     from search_spaces import all_spaces
-    from search_spaces.budgets import BUDGETS, check_overrides
+    from search_spaces.budgets import BUDGETS
+    from search_spaces.resolve import check_overrides
     spaces = all_spaces()
     for required in ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "multi_expert",
                      "learned_vs_fixed", "smoke"):
@@ -118,7 +119,7 @@ def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
     assert all(0 < f < 1e6 for f in table["fid"].to_list())
     assert all(fs.startswith("domain") for fs in table["feature_set"].to_list())
     assert "best:" in result.stdout and "baseline vanilla" in result.stdout
-    from tests.test_reports import check_report_outputs
+    from report_fixtures import check_report_outputs
     check_report_outputs(str(sweep_dir))
     client, parent, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
     assert parent.info.status == "FINISHED"
@@ -206,12 +207,14 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
 
 
 def test_multi_worker_trials_use_ray_train(tmp_path, shared_cache_dir):
-    """Budget smoke-ddp: every trial is a 2-worker Ray Train TorchTrainer running DeepSpeed (gloo).
-    3 logical CPUs so the trial driver plus two workers fit (the deadlock of stack.md)."""
+    """Budget smoke-ddp: every trial is a 2-worker Ray Train TorchTrainer running DeepSpeed (gloo),
+    searched multi-objective (the README's ``--objectives fid,images_per_s``: NSGA-II over both).
+    3 logical CPUs so the trial driver plus two workers fit (a 1-CPU trial driver plus 2 workers
+    on 2 CPUs would deadlock)."""
     env = _env(tmp_path, shared_cache_dir)
     sweep_dir = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "platform.search", "smoke", "--budget", "smoke-ddp", "--num-cpus", "3",
-           "--sweep-dir", str(sweep_dir)]
+           "--sweep-dir", str(sweep_dir), "--objectives", "fid,images_per_s"]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     import polars as pl
@@ -221,3 +224,14 @@ def test_multi_worker_trials_use_ray_train(tmp_path, shared_cache_dir):
     train_runs = sorted(os.listdir(sweep_dir / "train_runs"))
     assert len(train_runs) == 2  # one Ray Train run per trial, named after the trial
     assert {os.path.basename(p) for p in table["run_dir"]} == set(train_runs)
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    study = optuna.load_study(study_name="smoke-smoke-ddp",
+                              storage=JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log"))))
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(told) == 1 and len(told[0].values) == 2
+    fid, images_per_s = told[0].values
+    searched = table.filter(pl.col("phase") == "search")
+    assert fid == pytest.approx(searched["fid"][0]) and images_per_s > 0

@@ -1,4 +1,4 @@
-"""Switch-DiT learned routing (methods.md §1.6): init equals DiT, exact parameter overhead, the
+"""Switch-DiT learned routing (docs/routing.md): init equals DiT, exact parameter overhead, the
 diffusion-prior loss (Hungarian slot matching, JS divergence), expert usage, config/objective wiring."""
 import itertools
 
@@ -8,9 +8,12 @@ import torch
 from trainers.config import RunConfig
 from trainers.models import build_model, forward_macs
 from trainers.models.switch_routing import (
-    js_divergence, match_slots, switch_parameter_count, switch_prior_table,
+    js_divergence,
+    match_slots,
+    switch_parameter_count,
+    switch_prior_table,
 )
-from trainers.routing import RoutingSpec
+from trainers.routing.spec import RoutingSpec
 
 TINY = dict(input_size=16, in_channels=4, num_classes=10)
 IMAGENET = dict(input_size=32, in_channels=4, num_classes=1000)
@@ -225,8 +228,8 @@ def test_spec_and_config_fields():
 
 
 def test_objective_adds_prior_loss():
-    from trainers.diffusion import GaussianDiffusion
-    from trainers.objective import DiffusionObjective
+    from trainers.diffusion.gaussian import GaussianDiffusion
+    from trainers.training.objective import DiffusionObjective
 
     cfg = RunConfig(routing="learned", prior_weight=2.0, model="DiT-T/2", image_size=16)
     diffusion = GaussianDiffusion("linear", 1000, learn_sigma=True)

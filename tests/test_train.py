@@ -14,111 +14,48 @@ shared through module-scoped fixtures:
 import json
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
+from train_support import (
+    DIST_ENV,
+    RESUME_STEPS,
+    ROOT,
+    artifact_names,
+    cli,
+    ds_module_state,
+    error_lines,
+    load,
+    mlflow_client,
+    resume_config,
+    run_id_of,
+    smoke,
+    trajectory,
+)
 
-from trainers.checkpoint import COMPLETE, ConfigMismatch, complete_checkpoints, latest_checkpoint, tag_for
 from trainers.config import RunConfig
-from trainers.presets import preset_config
-from trainers.tracking import read_metrics
-from trainers.train import NonFiniteLossError, train
+from trainers.training.checkpoint import (
+    COMPLETE,
+    ConfigMismatch,
+    complete_checkpoints,
+    latest_checkpoint,
+    tag_for,
+)
+from trainers.training.loop import NonFiniteLossError
+from trainers.training.run import train
+from trainers.training.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The issue asks for 2000 vs 1000+1000 steps.  Measured here (2 CPU cores shared with other
-# work, threads=1): the smoke preset with R-TR + ANT-UW runs at ~110 img/s (~0.15 s/step) on a
-# quiet box and 2-3x slower under load, so 2000 steps cost ~5 min per run and 1000 ~2.5 min:
-# far over the ~4 min budget of this file, which needs two runs of N steps.  400 steps took
-# 180-270 s for the pair of runs (file: 3.5-7.5 min), so we use 200 (N/2 = 100 + 100).
-RESUME_STEPS = 200
-# Keys of a metrics.jsonl record that are timings/memory, not part of the trajectory.
-NON_DETERMINISTIC = {"images_per_s", "peak_memory_mb"}
-DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-# --------------------------------------------------------------------------------- helpers
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, shared_cache_dir):
-    """Runs dir + MLflow sqlite store in a temp dir, the session's shared cache (domain classifier,
-    reference statistics); restores global torch/RNG state afterwards."""
-    root = tmp_path_factory.mktemp("train")
-    db = root / "mlflow.db"
-    saved = (torch.get_num_threads(), torch.get_rng_state(), random.getstate(), np.random.get_state())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DTR_RUNS_DIR", str(root / "runs"))
-        mp.setenv("DTR_CACHE_DIR", shared_cache_dir)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # 4 slashes: db is absolute
-        mp.setenv("DS_ACCELERATOR", "cpu")
-        yield root
-    torch.set_num_threads(saved[0])
-    torch.set_rng_state(saved[1])
-    random.setstate(saved[2])
-    np.random.set_state(saved[3])
-
-
-def smoke(root, name, **overrides) -> RunConfig:
-    return preset_config("smoke", run_name=name, run_dir=str(root / "runs" / name), **overrides)
-
-
-def resume_config(root, name, steps) -> RunConfig:
-    # routing="random" (R-TR masks), weighting="ant_uw" (UW group + stratified timesteps);
-    # global_batch must be divisible by uw_clusters.
-    return smoke(root, name, routing="random", weighting="ant_uw", uw_clusters=4, global_batch=16,
-                 micro_batch=16, steps=steps, ckpt_every=RESUME_STEPS // 4, final_eval_samples=0)
-
-
-def mlflow_client():
-    import mlflow
-    return mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-
-
-def run_id_of(cfg: RunConfig) -> str:
-    with open(os.path.join(cfg.run_dir, "mlflow_run_id")) as f:
-        return f.read().strip()
-
-
-def artifact_names(client, run_id) -> set[str]:
-    return {a.path for a in client.list_artifacts(run_id)}
-
-
-def cli(*args, env_extra=None, timeout=300) -> subprocess.CompletedProcess:
-    """``python -m trainers.train ARGS`` from the repo root, without the torch.distributed
-    variables train() put into this process (the child would collide with our TCP store)."""
-    child_env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
-    child_env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "trainers.train", *args], cwd=ROOT, env=child_env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
-
-
-def trajectory(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in NON_DETERMINISTIC} for r in records]
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def ds_module_state(ckpt_dir: str) -> dict:
-    return load(os.path.join(ckpt_dir, "mp_rank_00_model_states.pt"))["module"]
 
 
 # ---------------------------------------------------------------------------- shared runs
 
 @pytest.fixture(scope="module")
-def resume_runs(env):
+def resume_runs(train_env):
+    env = train_env
     half = RESUME_STEPS // 2
     full_cfg = resume_config(env, "full", RESUME_STEPS)
     reports = []
@@ -212,7 +149,8 @@ def test_resume_refuses_a_different_config(resume_runs):
     assert read_metrics(cfg.run_dir) == before  # nothing was touched
 
 
-def test_cli_resume_mismatch_prints_one_error_line(resume_runs, env):
+def test_cli_resume_mismatch_prints_one_error_line(resume_runs, train_env):
+    env = train_env
     cfg = resume_runs["full_cfg"].replace(beta=0.5)
     config_file = env / "mismatch.json"
     config_file.write_text(cfg.to_json())
@@ -226,7 +164,8 @@ def test_cli_resume_mismatch_prints_one_error_line(resume_runs, env):
 
 # --------------------------------------------------------------------- 3. non-finite loss
 
-def test_nan_loss_stops_the_run_and_fails_the_mlflow_run(env):
+def test_nan_loss_stops_the_run_and_fails_the_mlflow_run(train_env):
+    env = train_env
     cfg = smoke(env, "nan", lr=1e30, steps=50, final_eval_samples=0)  # AdamW step ~ lr: inf/NaN at step 2
     with pytest.raises(NonFiniteLossError, match="step"):
         train(cfg, threads=1)
@@ -236,30 +175,6 @@ def test_nan_loss_stops_the_run_and_fails_the_mlflow_run(env):
     assert run.info.status == "FAILED"
     assert run.data.tags["error"].startswith("NonFiniteLossError")
 
-
-def test_cli_nan_loss_exits_3(env):
-    run_dir = env / "runs" / "nan_cli"
-    proc = cli("--preset", "smoke", "--lr", "1e30", "--steps", "50", "--final-eval-samples", "0", "--threads",
-               "1", "--run-name", "nan_cli", "--run-dir", str(run_dir))
-    assert proc.returncode == 3, proc.stderr[-3000:]
-    lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and "loss became" in lines[0], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    run = mlflow_client().get_run((run_dir / "mlflow_run_id").read_text().strip())
-    assert run.info.status == "FAILED"
-
-
-# ------------------------------------------------------------------ 4. incomplete checkpoints
-
-def test_latest_checkpoint_skips_incomplete(tmp_path):
-    root = tmp_path / "checkpoints"
-    for step, complete in ((10, True), (20, True), (30, False)):
-        d = root / tag_for(step)
-        d.mkdir(parents=True)
-        if complete:
-            (d / COMPLETE).write_text(str(step))
-    assert latest_checkpoint(str(tmp_path)) == str(root / tag_for(20))
-    assert complete_checkpoints(str(tmp_path)) == [str(root / tag_for(10)), str(root / tag_for(20))]
 
 
 def test_resume_ignored_the_torn_checkpoint(resume_runs):
@@ -278,7 +193,9 @@ def test_mlflow_params_metrics_and_artifacts(resume_runs):
     client = mlflow_client()
     run = client.get_run(run_id_of(cfg))
     assert run.info.status == "FINISHED"
-    assert run.data.params == {k: str(v) for k, v in cfg.to_dict().items()}
+    assert run.data.params == {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
+                               for k, v in cfg.to_dict().items()}
+    assert RunConfig.from_dict(json.loads(run.data.tags["dtr.config"])) == cfg  # the exact config, in full
     history = client.get_metric_history(run.info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(1, RESUME_STEPS + 1))
     jsonl = read_metrics(cfg.run_dir)
@@ -288,7 +205,7 @@ def test_mlflow_params_metrics_and_artifacts(resume_runs):
     assert "deepspeed_init_s" in run.data.metrics
     assert not run.info.artifact_uri.replace("file://", "").startswith(ROOT)  # nothing written into the repo
     names = artifact_names(client, run.info.run_id)
-    assert "metrics.json" in names
+    assert "metrics.json" in names and "config.json" in names
     assert "routing_mask.png" in names  # R-TR is active
     assert "samples.png" not in names  # final_eval_samples=0: no samples drawn
 
@@ -308,7 +225,8 @@ def test_final_report_of_a_run_without_evaluation(resume_runs):
 # ------------------------------------------------------- 6. training + domain-feature evaluation
 
 @pytest.fixture(scope="module")
-def eval_run(env):
+def eval_run(train_env):
+    env = train_env
     # checkpoints at 5, 10, 15 (+ final 20), FID-k at 10: reports at 10, 15 and the final one at 20
     cfg = smoke(env, "eval", routing="dtr", beta=0.8, steps=20, log_every=5, ckpt_every=5, eval_every=10,
                 final_eval_samples=64, feature_set="domain")
@@ -332,6 +250,8 @@ def test_smoke_training_with_domain_evaluation(eval_run):
     for key in ("fid", "precision", "recall", "feature_set"):
         assert saved[key] == result[key]
     assert RunConfig.from_dict(saved["config"]) == cfg
+    with open(os.path.join(cfg.run_dir, "config.json")) as f:  # written before step 1
+        assert RunConfig.from_dict(json.load(f)) == cfg
     # metrics.jsonl: one object per logged step (log_every=5), plus the FID-k record
     records = read_metrics(cfg.run_dir)
     assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]
@@ -361,33 +281,20 @@ def test_report_called_at_checkpoints_and_at_the_end(eval_run):
     assert reports[-1]["fid"] == result["fid"] and reports[-1]["precision"] == result["precision"]
 
 
-# ------------------------------------------------------------------------------ 7. the CLI
-
-def test_cli_help_documents_every_field():
-    import dataclasses
-
-    from trainers.train_cli import build_parser
-    proc = cli("--help")
-    assert proc.returncode == 0, proc.stderr
-    fields = [f.name for f in dataclasses.fields(RunConfig)]
-    missing = [n for n in fields if f"--{n.replace('_', '-')}" not in proc.stdout]
-    assert not missing, f"--help lacks flags for {missing}"
-    helps = {a.dest: a.help for a in build_parser()._actions}
-    undocumented = [n for n in fields if not helps.get(n) or helps[n] == n]
-    assert not undocumented, f"flags without a description: {undocumented}"
-
-
-@pytest.mark.parametrize("args, overrides", [
-    (["--routing", "dtr", "--beta", "0.5", "--steps", "7", "--learn-sigma", "false", "--extra", '{"a": 1}',
-      "--run-dir", "/tmp/elsewhere", "--run-name", "x"],
-     dict(routing="dtr", beta=0.5, steps=7, learn_sigma=False, extra={"a": 1}, run_dir="/tmp/elsewhere",
-          run_name="x")),
-    (["--weighting", "ant_uw", "--uw-clusters", "4", "--lr", "3e-4", "--run-name", "y"],
-     dict(weighting="ant_uw", uw_clusters=4, lr=3e-4, run_name="y", run_dir="<runs>/train/y")),
-])
-def test_cli_dry_run_prints_the_resolved_config(env, args, overrides):
-    proc = cli("--preset", "smoke", "--dry-run", *args)
-    assert proc.returncode == 0, proc.stderr
-    if overrides.get("run_dir", "").startswith("<runs>"):
-        overrides["run_dir"] = overrides["run_dir"].replace("<runs>", os.environ["DTR_RUNS_DIR"])
-    assert RunConfig.from_dict(json.loads(proc.stdout)) == preset_config("smoke", **overrides)
+def test_evaluate_cli_scores_a_finished_run(eval_run, tmp_path):
+    """``python -m trainers.evaluate RUN_DIR``: the README command, on the run's EMA weights."""
+    cfg, result, _ = eval_run
+    out = tmp_path / "eval.json"
+    child_env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    child_env["OMP_NUM_THREADS"] = "1"  # as the run itself (threads=1): same float summation order
+    proc = subprocess.run([sys.executable, "-m", "trainers.evaluate", cfg.run_dir, "--samples", "64",
+                           "--out", str(out)], cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = json.loads(out.read_text())
+    assert scores["checkpoint"].endswith(tag_for(cfg.steps))
+    # same EMA weights, same sample seed and count, same feature set: the run's own final scores
+    assert scores["feature_set"] == result["feature_set"]
+    assert scores["fid"] == pytest.approx(result["fid"], rel=1e-3)
+    bad = subprocess.run([sys.executable, "-m", "trainers.evaluate", str(tmp_path / "nothing")], cwd=ROOT,
+                         env=child_env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1

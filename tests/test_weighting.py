@@ -1,10 +1,10 @@
-"""Loss weightings and ANT-UW (methods.md §2)."""
+"""Loss weightings and ANT-UW (docs/loss_weighting.md)."""
 import math
 
 import pytest
 import torch
 
-from trainers.weighting import (
+from trainers.diffusion.weighting import (
     WEIGHTINGS,
     UncertaintyWeighting,
     combine_loss,

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainers.routing import RoutingSpec
+from trainers.routing.spec import RoutingSpec, effective_routing_kind
 
 WEIGHTINGS = ("vanilla", "min_snr", "p2", "ant_uw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -44,7 +44,7 @@ class RunConfig:
     experts: int = 3  # Switch-DiT (routing="learned"): E linear experts per block
     top_k: int = 2  # Switch-DiT: experts each sample uses per block
     prior_weight: float = 1.0  # Switch-DiT: weight of the diffusion-prior (JS) loss
-    # -- loss weighting (methods.md §2)
+    # -- loss weighting (docs/loss_weighting.md)
     weighting: str = "vanilla"
     min_snr_gamma: float = 5.0
     p2_gamma: float = 1.0
@@ -137,7 +137,7 @@ class RunConfig:
     def label(self) -> str:
         """Short human name of the method this config trains (for tables and plots)."""
         parts = []
-        if self.routing == "none" or (self.routing in ("dtr", "random", "cdtr") and self.beta == 1.0):
+        if effective_routing_kind(self.routing, self.beta) == "none":
             parts.append("vanilla")
         else:
             parts.append({"dtr": "DTR", "random": "R-TR", "cdtr": "CDTR", "ercdt": "ERCDT",

@@ -22,3 +22,8 @@ def mlflow_tracking_uri() -> str:
         return uri
     os.makedirs(runs_dir(), exist_ok=True)
     return "sqlite:///" + os.path.join(runs_dir(), "mlflow.db")
+
+
+def bench_history_path() -> str:
+    """``<runs>/bench/history.jsonl``: one line per benchmark invocation (written by platform.bench)."""
+    return os.path.join(runs_dir(), "bench", "history.jsonl")

@@ -1,35 +1,12 @@
-"""Scheduled regression benchmarks: a fixed suite of named cases, timed interleaved, gated
-against a committed baseline with noise bands from the repeats (no hand-picked tolerances).
+"""The worker side of the regression benchmark: what is measured and how it is timed.
 
-    make bench                                     # speed suite, ~3-5 min on 2 CPU cores
-    python -m platform.bench --suite all           # + quality: FID-k of vanilla and DTR, 3 seeds
-    python -m platform.bench --update-baseline     # re-record trainers/bench/baseline.json
+    cases.py     the fixed, named suite (speed and quality cases, at scale "full" or "tiny") and
+                 the fingerprints that tie a baseline entry to a case definition
+    measure.py   a runner per speed case (one real training step, sampling batch, FID evaluation,
+                 GEMM chain) and :func:`~trainers.bench.measure.interleave`, the round-robin timing
 
-Modules: ``cases`` (the suite), ``measure`` (runners, interleaved timing), ``gate`` (bands,
-baseline comparison, the <= 2% routing-cost claim), ``history`` (runs/bench/history.jsonl and
-``bench_history() -> polars.DataFrame`` for trend plots), ``run`` (one invocation: measure,
-judge, print, log to MLflow experiment ``benchmarks``).  Exit status: 0 ok, 1 regression,
-2 could not run.
-
-Scheduling (all run from the repository root; ``platform`` shadows a stdlib module there):
-
-* GitHub Actions: ``.github/workflows/bench.yml`` (nightly speed suite, weekly quality suite).
-* systemd: ``trainers/bench/schedule/dtr-bench.{service,timer}``::
-
-      sudo cp trainers/bench/schedule/dtr-bench.* /etc/systemd/system/   # edit WorkingDirectory first
-      sudo systemctl daemon-reload && sudo systemctl enable --now dtr-bench.timer
-      journalctl -u dtr-bench.service      # the printed ratio tables
-
-* cron (nightly at 03:17; ``make bench`` exits 1 on a regression, cron mails the output)::
-
-      17 3 * * * cd /srv/dtr && MLFLOW_TRACKING_URI=http://mlflow:5000 make bench >> runs/bench/cron.log 2>&1
-
-* on a Ray cluster, as a job on the head node (the bench is one driver process; it starts no
-  Ray workers, so ``platform`` shadowing is harmless).  Use ``--device cuda`` on a GPU node, and a
-  baseline recorded on that kind of node::
-
-      ray job submit --address http://<head>:8265 --working-dir . --entrypoint-num-cpus 2 \\
-          --runtime-env-json '{"excludes": ["runs", ".venv", "mlruns"],
-                               "env_vars": {"MLFLOW_TRACKING_URI": "http://<mlflow>:5000"}}' \\
-          -- python -m platform.bench --suite all
+Everything that drives a run lives in ``platform/bench`` (``python -m platform.bench``): the
+options, the speed and quality suites built from these cases, the noise bands and the baseline
+gate, the printed table, MLflow logging and the history (see platform/bench/__init__.py, which
+also tells how to schedule it).  Nothing here imports ``platform``.
 """

@@ -14,7 +14,7 @@ Speed cases (interleaved round-robin, see measure.py):
   switch         the same with Switch-DiT (only when routing kind "learned" exists)
   sample         DDIM 25-step sampling on DiT-T/4 (Fashion-MNIST shape), time per image
   fid            domain-feature FID + precision/recall of 2k samples against the cached reference
-Quality cases (trainers.train.train, several seeds): FID-k of vanilla and DTR.
+Quality cases (trainers.training.run.train, several seeds): FID-k of vanilla and DTR.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class CalibCase:
 
 @dataclass(frozen=True)
 class QualityCase:
-    """FID-k after a short training run (trainers.train.train), one run per seed."""
+    """FID-k after a short training run (trainers.training.run.train), one run per seed."""
 
     name: str
     routing: str
@@ -135,15 +135,16 @@ def _speed(scale: str, learned: bool) -> tuple:
 
 def _quality(scale: str) -> tuple:
     if scale == "full":
-        common = dict(steps=300, eval_every=0, ckpt_every=0, final_eval_samples=1000, progress=False)
+        common = {"steps": 300, "eval_every": 0, "ckpt_every": 0, "final_eval_samples": 1000, "progress": False}
         return tuple(QualityCase(n, r, "laptop", common) for n, r in (("vanilla", "none"), ("dtr", "dtr")))
-    common = dict(steps=10, eval_every=0, ckpt_every=0, final_eval_samples=32, sample_steps=5, progress=False)
+    common = {"steps": 10, "eval_every": 0, "ckpt_every": 0, "final_eval_samples": 32, "sample_steps": 5,
+              "progress": False}
     return tuple(QualityCase(n, r, "smoke", common, seeds=(0, 1)) for n, r in (("vanilla", "none"), ("dtr", "dtr")))
 
 
 def suite(scale: str = "full") -> Suite:
     """The named suite at ``scale``; Switch-DiT joins when routing kind "learned" exists."""
-    from trainers.routing import ROUTING_KINDS
+    from trainers.routing.spec import ROUTING_KINDS
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     learned = "learned" in ROUTING_KINDS

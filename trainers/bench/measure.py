@@ -6,14 +6,15 @@ Why interleaved: on a shared 2-core box the speed of the machine drifts by tens 
 within a minute (other jobs come and go).  Timing all vanilla steps, then all DTR steps would
 fold that drift into the DTR/vanilla ratio; timing them alternately in every round and forming
 the ratio per round cancels most of it, and the spread of the per-round ratios is the noise band
-(gate.py).  Two more defences against the neighbours: the default clock is the process CPU time
-(the time our thread actually ran, not the time it waited for a core; measured here it cut the
-per-round ratio spread roughly in half vs wall time), and a round keeps each case's fastest unit.
+(platform/bench/gate.py).  Two more defences against the neighbours: the default clock is the
+process CPU time (the time our thread actually ran, not the time it waited for a core; measured
+here it cut the per-round ratio spread roughly in half vs wall time), and a round keeps each
+case's fastest unit.
 
-Training steps go through the real path of trainers/train.py: ``DiffusionObjective`` wrapped
-in a DeepSpeed engine (ZeRO-0, torch AdamW as client optimizer), ``engine.backward`` and
-``engine.step``, then the EMA update.  ``engine="torch"`` times the same objective with a plain
-``torch.optim.AdamW`` (no DeepSpeed) for machines where DeepSpeed is unavailable.
+Training steps go through the real path of trainers/training/loop.py: ``DiffusionObjective``
+wrapped in a DeepSpeed engine (ZeRO-0, torch AdamW as client optimizer), ``engine.backward``
+and ``engine.step``, then the EMA update.  ``engine="torch"`` times the same objective with a
+plain ``torch.optim.AdamW`` (no DeepSpeed) for machines where DeepSpeed is unavailable.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -139,8 +141,8 @@ class CalibRunner:
 
 
 def init_distributed(device: torch.device) -> None:
-    """A one-process group, as trainers.train does (DeepSpeed needs one)."""
-    from trainers.distributed import ensure_single_process_env
+    """A one-process group, as the training loop makes (DeepSpeed needs one)."""
+    from trainers.training.distributed import ensure_single_process_env
     ensure_single_process_env()
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
     import deepspeed
@@ -159,10 +161,10 @@ class TrainStepRunner:
 
     def __init__(self, case: TrainStepCase, device: torch.device, engine: str = "deepspeed"):
         from trainers.config import RunConfig
-        from trainers.diffusion import GaussianDiffusion
-        from trainers.ema import EMA
+        from trainers.diffusion.gaussian import GaussianDiffusion
         from trainers.models import build_model
-        from trainers.objective import DiffusionObjective
+        from trainers.training.ema import EMA
+        from trainers.training.objective import DiffusionObjective
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.name, self.case, self.device, self.engine_kind = case.name, case, device, engine
@@ -179,7 +181,8 @@ class TrainStepRunner:
         self.ema = EMA(model, self.cfg.ema_decay)
         if engine == "deepspeed":
             import deepspeed
-            from trainers.train import deepspeed_config
+
+            from trainers.training.loop import deepspeed_config
             init_distributed(device)
             optimizer = torch.optim.AdamW(self.objective.param_groups(), lr=self.cfg.lr,
                                           weight_decay=self.cfg.weight_decay)
@@ -219,12 +222,12 @@ class TrainStepRunner:
 
 class SampleRunner:
     """One unit = DDIM sampling of ``images_per_round`` images (one batch) through
-    trainers.evaluate.generate_samples; timed per image."""
+    trainers.evaluation.evaluate.generate_samples; timed per image."""
 
     def __init__(self, case: SampleCase, device: torch.device):
         from trainers.config import RunConfig
-        from trainers.data import dataset_info
-        from trainers.diffusion import GaussianDiffusion
+        from trainers.data.registry import dataset_info
+        from trainers.diffusion.gaussian import GaussianDiffusion
         from trainers.models import build_model
         self.name, self.case, self.device = case.name, case, device
         self.repeats, self.per_unit = case.repeats, case.images_per_round
@@ -237,20 +240,20 @@ class SampleRunner:
         self.diffusion = GaussianDiffusion(self.cfg.schedule, self.cfg.num_timesteps, learn_sigma=self.cfg.learn_sigma)
 
     def unit(self) -> None:
-        from trainers.evaluate import generate_samples
+        from trainers.evaluation.evaluate import generate_samples
         self.out, _ = generate_samples(self.model, self.diffusion, self.cfg, self.case.images_per_round,
                                        device=self.device, batch=self.case.images_per_round)
 
 
 
 class FidRunner:
-    """trainers.metrics.evaluate_samples on fixed random images (the score is irrelevant, the
-    work is the same); the classifier and the reference statistics are built (or loaded from
-    the cache) in ``__init__``, outside the timing."""
+    """trainers.evaluation.metrics.evaluate_samples on fixed random images (the score is
+    irrelevant, the work is the same); the classifier and the reference statistics are built (or
+    loaded from the cache) in ``__init__``, outside the timing."""
 
     def __init__(self, case: FidCase, device: torch.device):
-        from trainers.data import dataset_info
-        from trainers.metrics import reference
+        from trainers.data.registry import dataset_info
+        from trainers.evaluation.metrics import reference
         self.name, self.case, self.device = case.name, case, device
         self.repeats, self.per_unit = case.repeats, 1
         channels, _ = dataset_info(case.dataset)
@@ -260,7 +263,8 @@ class FidRunner:
 
     def unit(self) -> None:
         import warnings
-        from trainers.metrics import evaluate_samples
+
+        from trainers.evaluation.metrics import evaluate_samples
         with warnings.catch_warnings():  # random images: sqrtm may warn about a singular product
             warnings.simplefilter("ignore")
             self.out = evaluate_samples(self.samples, self.case.dataset, self.case.feature_set,

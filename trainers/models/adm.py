@@ -6,7 +6,7 @@ the ResBlock) and self-attention blocks (GroupNorm, 1x1 qkv, "new order" head sp
 initialised output projection) at configurable resolutions; GroupNorm32 computed in float32;
 label embedding added to the timestep embedding, with a null class for classifier-free guidance.
 
-Routing (methods.md §1.5, DTR App. A.1): in every ResBlock and every attention block the mask
+Routing (docs/routing.md, routing in the ADM UNet, DTR App. A.1): in every ResBlock and every attention block the mask
 row of the sample's timestep multiplies the output of the block's (input) GroupNorm, before
 anything reads it, and the block keeps its residual form ``out = skip(x) + Block(...)``. The mask
 has the GroupNorm's channel count C (for a decoder ResBlock that is the concatenation of the
@@ -186,7 +186,7 @@ class RoutingTables(nn.Module):
 def _resolve_spec(routing):
     if routing is None:
         return None
-    from trainers.routing import RoutingSpec
+    from trainers.routing.spec import RoutingSpec
 
     if isinstance(routing, str):
         routing = RoutingSpec(kind=routing)
@@ -339,7 +339,7 @@ class ADMUNet(nn.Module):
         return self.out(h)
 
 
-# name -> UNet config (methods.md §1.5; the guided-diffusion 64 px settings)
+# name -> UNet config (docs/routing.md, routing in the ADM UNet; the guided-diffusion 64 px settings)
 ADM_CONFIGS = {
     # ImageNet 64 (ADM paper): 192 ch, mult 1,2,3,4, 3 res blocks, attention at 32,16,8 with 64-channel heads
     "ADM-ImageNet64": dict(model_channels=192, channel_mult=(1, 2, 3, 4), num_res_blocks=3,

@@ -1,7 +1,7 @@
 """Diffusion Transformer (DiT, Peebles & Xie 2023) with optional Denoising Task Routing masks.
 
 Module names follow the released DiT so its checkpoints load with ``load_state_dict``.
-Routing (methods.md §1.4): each block computes ``out = x + Block(m * x)`` with ``m`` the
+Routing (docs/routing.md, routing in a DiT block): each block computes ``out = x + Block(m * x)`` with ``m`` the
 (N, 1, C) mask row of each sample's 1000-grid timestep; the final layer is not routed.
 Learned routings (RoutingSpec kinds "learned" = Switch-DiT, "learned_window") replace the fixed
 row by a module ``model.router`` (switch_routing.py, learned_window.py) with the same block forward.
@@ -98,7 +98,7 @@ class FinalLayer(nn.Module):
 
 def build_router(routing, num_timesteps: int, hidden_size: int, depth: int) -> nn.Module | None:
     """The learned router of a RoutingSpec (or its dict / kind string), or None for table kinds."""
-    from trainers.routing import RoutingSpec
+    from trainers.routing.spec import RoutingSpec
 
     if routing is None or isinstance(routing, torch.Tensor):
         return None
@@ -122,7 +122,7 @@ def resolve_mask_table(routing, num_tasks: int, channels: int, depth: int) -> to
     if routing is None:
         return None
     if isinstance(routing, (dict, str)):
-        from trainers.routing import RoutingSpec
+        from trainers.routing.spec import RoutingSpec
 
         routing = RoutingSpec.from_dict(routing) if isinstance(routing, dict) else RoutingSpec(kind=routing)
     if isinstance(routing, torch.Tensor):
@@ -271,7 +271,7 @@ class DiT(nn.Module):
         return self.unpatchify(self.final_layer(h, c))
 
 
-# name -> (depth, hidden size, heads), methods.md §5; "T" is a tiny CPU size for laptops and tests.
+# name -> (depth, hidden size, heads), docs/architecture.md; "T" is a tiny CPU size for laptops and tests.
 DIT_SIZES = {"T": (4, 128, 4), "S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
 DIT_PATCHES = {"T": (2, 4), "S": (2, 4, 8), "B": (2, 4, 8), "L": (2, 4, 8), "XL": (2, 4, 8)}
 

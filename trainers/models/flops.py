@@ -3,7 +3,7 @@
 Counts every matmul: patch-embed conv, timestep MLP, adaLN modulations, qkv / proj / MLP linears,
 attention (QK^T and AV) and the final linear. Elementwise ops, norms, softmax and the routing
 masks are free; a learned router (Switch-DiT) adds its experts and gates. The DiT paper's
-"GFLOPs" are these MACs / 1e9 (methods.md §5).
+"GFLOPs" are these MACs / 1e9 (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A learned sliding window (beyond the papers): DTR with a trained start curve.
 
-DTR (methods.md §1.1) reads the channel window ``[s_t, s_t + W)`` with the fixed start
+DTR (docs/routing.md) reads the channel window ``[s_t, s_t + W)`` with the fixed start
 ``s_t = round((t / (T-1))**alpha * L)``, ``W = floor(beta * C)``, ``L = C - W``. Here the width W
 stays fixed and the start curve is learned with a monotone, differentiable parameterisation:
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.routing import window_width
+from trainers.routing.masks import window_width
 
 
 class LearnedWindow(nn.Module):

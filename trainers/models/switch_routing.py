@@ -1,7 +1,7 @@
-"""Learned routing of Switch-DiT (Park et al. 2024, arXiv 2403.09176), methods.md §1.6.
+"""Learned routing of Switch-DiT (Park et al. 2024, arXiv 2403.09176), docs/routing.md.
 
 Every DiT block gets a router that turns the block input ``z`` (N, L, D) into a real-valued
-mask used exactly like DTR's binary row (``out = x + Block(m * x)``, methods.md §1.4)::
+mask used exactly like DTR's binary row (``out = x + Block(m * x)``, docs/routing.md)::
 
     m(z) = 1 + sum_{j in TopK(t)} g_j(t) * (W_j z + b_j)
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.routing import dtr_mask, window_width
+from trainers.routing.masks import dtr_mask, window_width
 
 
 def switch_prior_table(num_timesteps: int, depth: int, experts: int, top_k: int, alpha: float = 4.0) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Datasets: pixel datasets and VAE latent caches, built by name in registry.py."""

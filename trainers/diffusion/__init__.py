@@ -1,0 +1,2 @@
+"""Diffusion maths: the Gaussian diffusion (schedules, q_sample, losses), samplers, loss
+weightings and interval clustering of timesteps."""

@@ -1,0 +1,277 @@
+"""The training loop of one diffusion model under DeepSpeed: the unit every search trial runs.
+
+Every random draw of a step is a function of (seed, step, rank) (see batches.py), so a
+resumed run reproduces the uninterrupted loss trajectory bit for bit on CPU.  Launch recipes
+are in trainers/train.py (the command line); a multi-expert config goes through
+trainers/training/run.py, which trains its members with this loop.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from trainers.config import RunConfig
+from trainers.data.registry import build_dataset
+from trainers.diffusion.gaussian import GaussianDiffusion
+from trainers.evaluation.artifacts import write_final_artifacts
+from trainers.evaluation.evaluate import evaluate_model
+from trainers.models.from_config import model_for
+from trainers.training.batches import (
+    BatchSchedule,
+    load_batch,
+    shard,
+    step_generator,
+    step_seed,
+)
+from trainers.training.checkpoint import (
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    read_checkpoint_config,
+    resolve_resume_dir,
+    save_checkpoint,
+    tag_for,
+)
+from trainers.training.distributed import (
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    ensure_single_process_env,
+    rank_and_world,
+)
+from trainers.training.ema import EMA
+from trainers.training.objective import DiffusionObjective
+from trainers.training.tracking import MetricsFile, MlflowRun
+
+log = logging.getLogger(__name__)
+Report = Callable[[dict, "str | None"], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops instead of continuing silently."""
+
+
+def deepspeed_config(cfg: RunConfig, world_size: int) -> dict:
+    per_step = cfg.micro_batch * world_size
+    if cfg.global_batch % per_step:
+        raise ValueError(f"global_batch={cfg.global_batch} must be divisible by micro_batch x world_size "
+                         f"= {cfg.micro_batch} x {world_size}")
+    return {
+        "train_batch_size": cfg.global_batch,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.global_batch // per_step,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "fp16": {"enabled": cfg.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _init_engine(cfg: RunConfig, objective: DiffusionObjective, world_size: int):
+    import deepspeed
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    optimizer = torch.optim.AdamW(objective.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    engine, _, _, _ = deepspeed.initialize(model=objective, optimizer=optimizer,
+                                           config=deepspeed_config(cfg, world_size))
+    return engine
+
+
+def _progress(cfg: RunConfig, start: int, rank: int):
+    from tqdm import tqdm
+    interactive = cfg.progress and rank == 0 and sys.stderr.isatty()
+    return tqdm(total=cfg.steps, initial=start, disable=not interactive, unit="step", dynamic_ncols=True)
+
+
+def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str | None = None,
+          report: Report | None = None, mlflow_enabled: bool = True, threads: int | None = None) -> dict:
+    """Train the single model of ``cfg``; returns the final metrics.  ``report(metrics, checkpoint_dir)`` is called at
+    every checkpoint/evaluation step and at the end (Tune uses it); ``resume`` is a run or
+    checkpoint directory."""
+    ensure_single_process_env()
+    if threads:
+        torch.set_num_threads(threads)
+    import deepspeed
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = rank_and_world()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+
+    start_step, resume_path = 0, None
+    if resume:
+        resume_path = resolve_resume_dir(resume)
+        check_resumable(read_checkpoint_config(resume_path), cfg)
+    elif latest_checkpoint(cfg.run_dir):
+        raise ValueError(f"{cfg.run_dir} already holds checkpoints of a run: continue it with --resume "
+                         f"{cfg.run_dir}, or start a new one under another --run-name / --run-dir")
+
+    dataset = build_dataset(cfg.dataset, root=cfg.data_root or None, image_size=cfg.image_size, split="train",
+                            random_flip=cfg.random_flip, seed=cfg.seed)
+    model = model_for(cfg)
+    diffusion = GaussianDiffusion(cfg.schedule, cfg.num_timesteps, learn_sigma=cfg.learn_sigma)
+    objective = DiffusionObjective(cfg, model, diffusion)
+    ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup) if rank == 0 else None
+    t0 = time.perf_counter()
+    engine = _init_engine(cfg, objective, world)
+    init_seconds = time.perf_counter() - t0
+    if resume_path:
+        state = load_checkpoint(engine, ema, resume_path) if rank == 0 else None
+        if rank != 0:
+            root, tag = os.path.split(resume_path.rstrip("/"))
+            engine.load_checkpoint(root, tag=tag)
+        start_step = broadcast_object(state["step"] if state else None)
+        if start_step > cfg.steps:
+            raise ValueError(f"the checkpoint is at step {start_step}, past the requested steps={cfg.steps}")
+
+    tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled and rank == 0,
+                        resuming=resume_path is not None)
+    metrics_file = MetricsFile(cfg.run_dir, resume_step=start_step if resume_path else None) if rank == 0 else None
+    try:
+        result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
+                       tracker, metrics_file, report, init_seconds)
+    except BaseException as err:
+        if rank == 0:
+            tracker.set_tags({"error": f"{type(err).__name__}: {err}"[:4000]})
+            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    if rank == 0:
+        tracker.finish("FINISHED")
+    path = result.pop("_checkpoint")
+    if report:  # last: a scheduler may end the trial's process as soon as it sees the final result
+        report({"step": cfg.steps, **result, "final": True}, path)
+    return result
+
+
+def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device, tracker,
+          metrics_file, report, init_seconds) -> dict:
+    schedule = BatchSchedule(len(dataset), cfg.global_batch, cfg.seed)
+    accum = cfg.global_batch // (cfg.micro_batch * world)
+    bar = _progress(cfg, start_step, rank)
+    # throughput counts the training step only (not logging, evaluation or checkpoints); every
+    # rank measures it, so every rank's reports carry it (a searcher may optimise images_per_s)
+    window_seconds, window_images, throughputs = 0.0, 0, []
+    last_fid, unreported_ckpt = {}, None
+    if rank == 0:
+        tracker.log_metrics({"deepspeed_init_s": init_seconds}, step=start_step)
+        if start_step:
+            tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
+    for step in range(start_step, cfg.steps):
+        step_started = time.perf_counter()
+        items = schedule.global_batch(step)
+        gen = step_generator(cfg.seed, step)
+        t_all, cluster_all = objective.sample_timesteps(cfg.global_batch, gen)
+        x_shape = dataset[0][0].shape
+        noise_all = torch.randn((cfg.global_batch, *x_shape), generator=gen)
+        losses, mses, vbs, priors = [], [], [], []
+        for a in range(accum):
+            lo = a * cfg.micro_batch * world + rank * cfg.micro_batch
+            sl = slice(lo, lo + cfg.micro_batch)
+            x, y = load_batch(dataset, shard(items, rank, world, cfg.micro_batch, a))
+            torch.manual_seed(step_seed(cfg.seed, step, rank, stream=1 + a))  # label dropout
+            loss, logs = engine(x.to(device), y.to(device), t_all[sl].to(device), noise_all[sl].to(device),
+                                cluster_all[sl].to(device))
+            if not _finite_everywhere(loss, world):
+                raise NonFiniteLossError(f"loss became {loss.item()} at step {step + 1} (run {cfg.run_name}); "
+                                         "lower lr or check the data")
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach().float())
+            mses.append(logs["mse"].float())
+            vbs.append(logs["vb"].float())
+            if "prior" in logs:  # Switch-DiT's diffusion-prior loss
+                priors.append(logs["prior"].float())
+        if ema is not None:
+            ema.update(objective.model, step)
+        window_seconds += time.perf_counter() - step_started
+        window_images += cfg.global_batch
+        done = step + 1
+        bar.update(1)
+        is_log = done % cfg.log_every == 0 or done == cfg.steps
+        if is_log and world > 1:  # log the global batch's loss, not rank 0's share
+            losses, mses, vbs = ([all_reduce_mean(torch.stack(v).mean())] for v in (losses, mses, vbs))
+        if is_log:
+            throughputs.append(window_images / max(window_seconds, 1e-9))
+            window_seconds, window_images = 0.0, 0
+        if rank == 0 and is_log:
+            record = {"step": done, "loss": torch.stack(losses).mean().item(),
+                      "mse": torch.stack(mses).mean().item(), "vb": torch.stack(vbs).mean().item(),
+                      "images_per_s": throughputs[-1],
+                      "peak_memory_mb": peak_memory_mb(device), "epoch": schedule.epoch_of(done)}
+            if priors:
+                record["prior"] = torch.stack(priors).mean().item()
+            if objective.uw is not None:
+                record.update({f"uw_s{j}": v for j, v in enumerate(objective.uw.log_vars.detach().tolist())})
+            metrics_file.write(record)
+            tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=done)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+            if bar.disable and cfg.progress and (done % max(cfg.log_every, cfg.steps // 10) == 0
+                                                 or done == cfg.steps):  # progress lines when not a tty
+                print(f"[{cfg.run_name}] step {done}/{cfg.steps} loss {record['loss']:.4f} "
+                      f"{record['images_per_s']:.0f} img/s", flush=True)
+        is_eval = cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
+        is_ckpt = cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps
+        if is_eval:
+            fid_k = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.eval_k, rank=rank, device=device)
+            if rank == 0:
+                last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
+                tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
+                metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"]})
+            last_fid = broadcast_object(last_fid)
+        if is_ckpt:
+            unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
+            barrier()
+        # every report carries the metric (schedulers and Optuna need it): the newest checkpoint
+        # travels with the next FID-k; a retried trial also resumes from newer local checkpoints
+        if report and last_fid and (is_eval or is_ckpt):
+            report({"step": done, "loss": _last_loss(losses), **last_fid, **_throughput(throughputs),
+                    "final": False}, unreported_ckpt)
+            unreported_ckpt = None
+    bar.close()
+    path = latest_checkpoint(cfg.run_dir)
+    # reuse step_<steps> only when it is the checkpoint this run resumed from (a finished run);
+    # after any training step it would be a stale checkpoint of an earlier run in the same dir
+    if start_step < cfg.steps or path is None or os.path.basename(path) != tag_for(cfg.steps):
+        path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank)
+    barrier()
+    final = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.final_eval_samples, rank=rank,
+                           device=device, keep_samples=True)
+    if rank == 0:
+        final = write_final_artifacts(cfg, final, objective.model, tracker)
+    final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
+    return {**final, **_throughput(throughputs), "_checkpoint": path}
+
+
+def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together, or the healthy
+    ones would wait forever in the next all-reduce)."""
+    bad = torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0)
+    if world > 1:
+        import torch.distributed as dist
+        bad = bad.to(loss.device)
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return bad.item() == 0.0
+
+
+def _throughput(throughputs: list[float]) -> dict:
+    """``images_per_s``: the median training throughput of the run so far (none before the first log)."""
+    return {"images_per_s": statistics.median(throughputs)} if throughputs else {}
+
+
+def _last_loss(losses: list[torch.Tensor]) -> float:
+    return torch.stack(losses).mean().item() if losses else math.nan
+

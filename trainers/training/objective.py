@@ -1,0 +1,76 @@
+"""The training objective: diffusion loss terms, loss weighting and ANT-UW, in one module.
+
+DeepSpeed wraps this module (not the bare DiT), so the ANT-UW log-variances are
+saved, restored and optimised together with the model, in their own optimizer
+group with their own learning rate.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainers.config import RunConfig
+from trainers.diffusion.gaussian import GaussianDiffusion, sample_timesteps_stratified
+from trainers.diffusion.interval_clustering import (
+    equal_width_clusters,
+    snr_clusters,
+    timestep_clusters,
+)
+from trainers.diffusion.weighting import UncertaintyWeighting, combine_loss
+
+
+def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tuple[int, int]]:
+    """ANT's K timestep clusters, placed by the configured clustering cost."""
+    if cfg.uw_cluster_method == "snr":
+        return snr_clusters(diffusion.snr.numpy(), cfg.uw_clusters)
+    if cfg.uw_cluster_method == "timestep":
+        return timestep_clusters(cfg.num_timesteps, cfg.uw_clusters)
+    return equal_width_clusters(cfg.num_timesteps, cfg.uw_clusters)
+
+
+class DiffusionObjective(nn.Module):
+    """``forward(x0, y, t, noise, cluster_idx) -> (loss, logs)`` for one micro-batch."""
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, diffusion: GaussianDiffusion):
+        super().__init__()
+        self.cfg, self.model, self.diffusion = cfg, model, diffusion
+        self.uw = UncertaintyWeighting(cfg.uw_clusters) if cfg.weighting == "ant_uw" else None
+        self.uw_bounds = uw_cluster_bounds(cfg, diffusion) if self.uw is not None else None
+        self.gamma = {"min_snr": cfg.min_snr_gamma, "p2": cfg.p2_gamma}.get(cfg.weighting)
+        self.register_buffer("snr", diffusion.snr.float().clone(), persistent=False)
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": [p for p in self.model.parameters() if p.requires_grad],
+                   "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay, "name": "model"}]
+        if self.uw is not None:
+            groups.append({**self.uw.param_group(lr=self.cfg.uw_lr), "name": "ant_uw"})
+        return groups
+
+    def sample_timesteps(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t, cluster_idx) for a global batch: stratified for ANT-UW, inside the expert's
+        interval for a multi-expert member, else uniform over all T."""
+        if self.uw_bounds is not None:
+            return sample_timesteps_stratified(n, self.uw_bounds, generator)
+        lo, hi = self.cfg.expert_interval or (0, self.cfg.num_timesteps - 1)
+        t = torch.randint(lo, hi + 1, (n,), generator=generator)
+        return t, torch.zeros(n, dtype=torch.long)
+
+    def _model_fp32_out(self, x, t, y=None):
+        dtype = next(self.model.parameters()).dtype
+        return self.model(x.to(dtype), t, y).float()
+
+    def forward(self, x0, y, t, noise, cluster_idx):
+        kwargs = {"y": y if self.model.num_classes > 1 else None}
+        terms = self.diffusion.training_losses(self._model_fp32_out, x0.float(), t, model_kwargs=kwargs,
+                                               noise=noise.float())
+        per_sample = combine_loss(terms["mse"], terms["vb"], t, self.snr, self.cfg.weighting,
+                                  gamma=self.gamma, k=self.cfg.p2_k)
+        loss = self.uw(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
+        logs = {"mse": terms["mse"].mean().detach(), "vb": terms["vb"].mean().detach()}
+        aux = getattr(self.model, "aux_loss", None)  # Switch-DiT's diffusion-prior loss (already weighted)
+        if aux is not None:
+            loss = loss + aux.to(loss.dtype)
+            prior = getattr(self.model, "prior_loss", None)
+            logs["prior"] = (aux if prior is None else prior).detach().float()
+            self.model.aux_loss = self.model.prior_loss = None  # consumed: never added twice
+        return loss, logs

@@ -1,0 +1,162 @@
+"""Run logging: ``metrics.jsonl`` in the run directory and MLflow (params, stepped metrics,
+artifacts).  Only rank 0 logs."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from trainers.config import RunConfig
+from trainers.files import append_jsonl, atomic_write_text, read_jsonl
+from trainers.paths import mlflow_tracking_uri
+
+log = logging.getLogger(__name__)
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+RUN_CONFIG_FILE = "config.json"
+CONFIG_TAG = "dtr.config"  # MLflow tag holding the full run config as JSON (params are limited in length)
+
+
+def write_run_config(cfg: RunConfig) -> str:
+    """``<run_dir>/config.json``: the resolved run config, written before training starts so that
+    every trial directory (finished, stopped or failed) says what it ran."""
+    return atomic_write_text(os.path.join(cfg.run_dir, RUN_CONFIG_FILE), cfg.to_json())
+
+
+def read_run_config(run_dir: str) -> RunConfig | None:
+    path = os.path.join(run_dir, RUN_CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return RunConfig.from_dict(json.load(f))
+
+
+class MetricsFile:
+    """Append-only ``metrics.jsonl``; on resume, lines past the checkpoint step are dropped so
+    the file always holds one trajectory."""
+
+    def __init__(self, run_dir: str, resume_step: int | None = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        if resume_step is None:
+            open(self.path, "w").close()
+        elif os.path.exists(self.path):
+            kept = [r for r in read_jsonl(self.path, skip_bad=True) if r.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, record: dict) -> None:
+        append_jsonl(self.path, record)
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    return read_jsonl(os.path.join(run_dir, "metrics.jsonl"), skip_bad=True)
+
+
+def ensure_experiment(name: str) -> str:
+    """Id of MLflow experiment ``name``, created if missing.  With a local sqlite store its
+    artifacts go under the run directory (MLflow's default would be ./mlruns of the cwd)."""
+    import mlflow
+
+    from trainers.paths import runs_dir
+    uri = mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:"):
+        location = "file://" + os.path.join(runs_dir(), "mlartifacts", name)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another trial
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+class MlflowRun:
+    """One MLflow run per training run (nested under ``parent_run_id`` when a sweep launched it).
+
+    The run id is kept in ``<run_dir>/mlflow_run_id`` so a resumed run logs into the same run;
+    a fresh start (no checkpoint to resume) gets a new MLflow run.
+    """
+
+    def __init__(self, cfg: RunConfig, *, parent_run_id: str | None = None, enabled: bool = True,
+                 resuming: bool = False):
+        self.enabled = enabled
+        self.run_id = None
+        if not enabled:
+            return
+        import mlflow
+        self.mlflow = mlflow
+        experiment_id = ensure_experiment(cfg.mlflow_experiment)
+        id_file = os.path.join(cfg.run_dir, "mlflow_run_id")
+        existing = open(id_file).read().strip() if resuming and os.path.exists(id_file) else None
+        client = mlflow.MlflowClient()
+        if existing:
+            self.run_id = existing
+        else:
+            tags = {"mlflow.runName": cfg.run_name, "method": cfg.label()}
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            run = client.create_run(experiment_id, tags=tags, run_name=cfg.run_name)
+            self.run_id = run.info.run_id
+            os.makedirs(cfg.run_dir, exist_ok=True)
+            with open(id_file, "w") as f:
+                f.write(self.run_id)
+            # params for MLflow's search and compare views; the exact config is the tag and artifact
+            params = [mlflow.entities.Param(k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v))
+                      for k, v in cfg.to_dict().items()]
+            config_json = json.dumps(cfg.to_dict(), sort_keys=True)
+            client.log_batch(self.run_id, params=[p for p in params if len(p.value) <= MAX_PARAM_CHARS],
+                             tags=[mlflow.entities.RunTag(CONFIG_TAG, config_json)])
+            config_file = os.path.join(cfg.run_dir, RUN_CONFIG_FILE)
+            if os.path.exists(config_file):
+                client.log_artifact(self.run_id, config_file)
+        self.client = client
+        client.update_run(self.run_id, status="RUNNING")
+
+    @classmethod
+    def new(cls, experiment: str, run_name: str, *, params: dict | None = None, tags: dict | None = None,
+            enabled: bool = True) -> MlflowRun:
+        """A fresh run in ``experiment`` tied to no RunConfig or run directory (the benchmark's one
+        run per invocation); a tracker that does nothing when not ``enabled``."""
+        self = cls.__new__(cls)
+        self.enabled, self.run_id = enabled, None
+        if not enabled:
+            return self
+        import mlflow
+        experiment_id = ensure_experiment(experiment)  # first: it sets the tracking URI the client uses
+        self.mlflow, self.client = mlflow, mlflow.MlflowClient()
+        run = self.client.create_run(experiment_id, run_name=run_name,
+                                     tags={"mlflow.runName": run_name, **(tags or {})})
+        self.run_id = run.info.run_id
+        self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, str(v)[:MAX_PARAM_CHARS])
+                                                   for k, v in (params or {}).items()])
+        return self
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        import time
+        now = int(time.time() * 1000)
+        batch = [self.mlflow.entities.Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                 if isinstance(v, (int, float))]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        if self.enabled and os.path.exists(path):
+            self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def set_tags(self, tags: dict) -> None:
+        if self.enabled:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.enabled:
+            self.client.set_terminated(self.run_id, status=status)
