@@ -107,23 +107,24 @@ def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, 
 
 
 def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, sweep_dir: str, steps: int,
-                        eval_every: int):
+                        eval_every: int, base_seed: int = 0):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from platform.repeat_as_seed import RepeatAsSeedOptunaSearch
 
     metrics, modes = _objective_modes(space, opts.objectives)
     multi = len(metrics) > 1
     sampler = (optuna.samplers.NSGAIISampler(seed=opts.seed) if multi
                else optuna.samplers.TPESampler(seed=opts.seed, constant_liar=True))
     storage = JournalStorage(JournalFileBackend(os.path.join(sweep_dir, "optuna_journal.log")))
-    searcher = OptunaSearch(metric=metrics if multi else metrics[0], mode=modes if multi else modes[0],
-                            sampler=sampler, storage=storage, study_name=f"{space.name}-{budget.name}",
-                            seed=None)
+    searcher = RepeatAsSeedOptunaSearch(metric=metrics if multi else metrics[0], mode=modes if multi else modes[0],
+                                        sampler=sampler, storage=storage, study_name=f"{space.name}-{budget.name}",
+                                        seed=None, base_seed=base_seed)
     limited = ConcurrencyLimiter(searcher, max_concurrent=opts.max_concurrent or budget.max_concurrent)
     scheduler = None
     if not multi and eval_every and eval_every < steps:
@@ -171,6 +172,6 @@ def run_sweep(opts: SweepOptions) -> dict:
     phase_ctx = TrialContext(phase="search", **ctx)
     grids["search"] = _run_phase(
         "search", os.path.join(sweep_dir, "search"), _trainable(phase_ctx, budget), space.tune_param_space(),
-        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every), budget)
+        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every, base.seed), budget)
     from platform.sweep_summary import summarise
     return summarise(space, budget, sweep_dir, grids, parent, wall_seconds=time.time() - started)

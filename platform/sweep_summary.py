@@ -8,6 +8,7 @@ import os
 
 import polars as pl
 
+from reports.console import console_summary
 from reports.records import trials_table
 from search_spaces import SearchSpace
 from search_spaces.budgets import Budget
@@ -23,25 +24,15 @@ def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, p
         table.write_csv(tmp)
     with atomic_path(os.path.join(sweep_dir, "trials.parquet")) as tmp:
         table.write_parquet(tmp)
-    finished = table.filter((pl.col("status") == "finished") & pl.col(space.metric).is_not_null())
-    search = finished.filter(pl.col("phase") == "search")
-    best = None
-    if search.height:
-        best = search.sort(space.metric, descending=space.mode == "max").row(0, named=True)
-    with pl.Config(tbl_rows=50, tbl_cols=12, tbl_width_chars=160, float_precision=3):
-        print(f"\n=== sweep {space.name} ({budget.name}) — {table.height} trials in {wall_seconds / 60:.1f} min ===")
-        print(table.select("phase", "label", "status", "beta", "alpha", space.metric, "precision", "recall",
-                           "images_per_s", "feature_set"))
-        if best:
-            print(f"best: {best['label']} beta={best['beta']} alpha={best['alpha']} "
-                  f"{space.metric}={best[space.metric]:.3f} ({best['feature_set']} features)")
-        for row in finished.filter(pl.col("phase") == "baselines").iter_rows(named=True):
-            print(f"baseline {row['label']}: {space.metric}={row[space.metric]:.3f}")
+    summary, best = console_summary(table, metric=space.metric, mode=space.mode, baselines=list(space.baselines))
+    print(f"\n=== sweep {space.name} ({budget.name}) — {table.height} trials in {wall_seconds / 60:.1f} min ===")
+    print(summary, flush=True)
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     client = mlflow.MlflowClient()
     client.log_artifact(parent_run_id, os.path.join(sweep_dir, "trials.csv"))
-    if best and isinstance(best[space.metric], float) and math.isfinite(best[space.metric]):
-        client.log_metric(parent_run_id, f"best_{space.metric}", best[space.metric])
+    if best and isinstance(best[f"{space.metric}_mean"], float) and math.isfinite(best[f"{space.metric}_mean"]):
+        client.log_metric(parent_run_id, f"best_{space.metric}", best[f"{space.metric}_mean"])
+    _log_time_to_quality(client, table)
     client.log_metric(parent_run_id, "sweep_wall_s", wall_seconds)
     _close_unfinished_child_runs(client, table)
     errors = table.filter(pl.col("status") == "error").height
@@ -61,6 +52,14 @@ def _build_report(sweep_dir: str) -> str | None:
         return None
     print(f"report: {paths['html']}", flush=True)
     return paths["html"]
+
+
+def _log_time_to_quality(client, table: pl.DataFrame) -> None:
+    """Each trial's steps / seconds to vanilla's final FID-k (reports.time_to_quality) on its MLflow run."""
+    for row in table.filter(pl.col("mlflow_run_id").is_not_null()).iter_rows(named=True):
+        for key in ("steps_to_vanilla_fid_k", "seconds_to_vanilla_fid_k"):
+            if row[key] is not None:
+                client.log_metric(row["mlflow_run_id"], key, float(row[key]))
 
 
 def _close_unfinished_child_runs(client, table: pl.DataFrame) -> None:

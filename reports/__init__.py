@@ -11,11 +11,17 @@ Reading order:
 
 - records (the input edge): ``records`` merges ``records_files`` (trial directories),
   ``tune_state`` (Ray Tune's view) and ``mlflow_records`` (MLflow children) into
-  ``schema.SweepRecords``; ``bench_history`` turns the benchmark history into a frame;
-- tables: ``methods`` (what tells configurations apart) -> ``stats`` (seeds -> mean ± 95% CI)
-  + ``cost`` (params, GFLOPs) + ``paper_values`` -> ``tables.config_table`` -> ``cells``;
+  ``schema.SweepRecords``, and adds each trial's ``time_to_quality`` (the step and seconds at
+  which its FID-k reached vanilla's final FID-k); ``bench_history`` turns the benchmark
+  history into a frame;
+- tables: ``methods`` (what tells configurations apart, which fields apply to a method) ->
+  ``stats`` (seeds -> mean ± 95% CI) + ``seed_noise`` (pooled seed variance, difference
+  intervals) -> ``comparison`` (Δ vs the reference baseline, the ★ only beyond seed noise)
+  + ``cost`` (params, GFLOPs) + ``paper_values`` -> ``tables.config_table`` -> ``cells``,
+  ``table_notes`` (band, best verdict, baselines' seed spread, captions, warnings);
 - figures: ``figures/*`` (one module per family), listed by ``figure_list``;
 - ``content.assemble_report`` (records -> ``ReportContent``), written by ``html`` / ``markdown``;
+  ``console.console_summary`` (trials -> the plain-text summary the sweep driver prints);
 - ``build`` (the output edge): reads, assembles, writes files, uploads to MLflow.
 """
 

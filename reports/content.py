@@ -14,7 +14,9 @@ from reports.cells import display_config_table, display_trials
 from reports.figure_list import report_figures
 from reports.paper_values import dataset_setting
 from reports.schema import METRIC_NAMES, SweepRecords
-from reports.tables import ConfigTable, config_table
+from reports.table_notes import noise_warnings, table_notes
+from reports.tables import config_table
+from reports.time_to_quality import seconds_source
 
 
 @dataclass
@@ -113,23 +115,12 @@ def _warnings(trials: pl.DataFrame, metric: str, feature_sets: list[str]) -> lis
     if len(feature_sets) > 1:
         out.append(f"this sweep mixes feature sets ({', '.join(feature_sets)}): FID / precision / recall of "
                    "different feature sets are not comparable; each configuration lists its own and the best "
-                   "is marked per feature set.")
+                   "is judged per feature set.")
     missing = trials.filter((pl.col("status") == "finished") & pl.col(metric).is_null())
     if missing.height:
         out.append(f"{missing.height} finished trial(s) have no final {metric} (metrics.json missing?): "
                    + ", ".join(missing["name"].to_list()))
     return out
-
-
-def _table_notes(table: ConfigTable, metric: str, feature_sets: list[str]) -> list[str]:
-    return [f"Mean ± 95% confidence interval over seeds (Student t, n − 1 degrees of freedom); "
-            f"'(n=1)' marks a single finished run (no interval). Only finished trials enter the statistics. "
-            f"★ / highlighted row: best {METRIC_NAMES.get(metric, metric)}; bold: best value of each column."
-            f" Metrics use the {', '.join(feature_sets) or '—'} feature set.",
-            "params: parameter count of the model (routing masks hold no parameters); GFLOPs: forward "
-            "multiply-accumulates per sample / 1e9 (the DiT paper's unit); images/s: median training "
-            "throughput per trial, averaged over seeds.",
-            *[f"[{marker}] {text}" for marker, text in table.paper_notes]]
 
 
 def _status_line(trials: pl.DataFrame, unfinished: pl.DataFrame) -> str:
@@ -157,17 +148,17 @@ def assemble_report(records: SweepRecords, *, artifacts: dict[str, dict[str, byt
     headers, rows, best = display_config_table(table)
     feature_sets = sorted({f for f in trials["feature_set"].to_list() if f})
     unfinished = trials.filter(pl.col("status") != "finished")
-    s_headers, s_rows = display_trials(unfinished, table.varied)
-    t_headers, t_rows = display_trials(trials, table.varied)
+    s_headers, s_rows = display_trials(unfinished, table.varied, table.reference_fid_k)
+    t_headers, t_rows = display_trials(trials, table.varied, table.reference_fid_k)
     name = os.path.basename(records.sweep_dir.rstrip(os.sep))
     stamp = (now or _dt.datetime.now()).strftime("%Y-%m-%d %H:%M")
     return ReportContent(
         title=f"Sweep report: {space.name if space else name}" + (f" ({budget.name})" if budget else ""),
         subtitle=f"{name} — generated {stamp}",
         header=_header(records, space, budget, metric, mode, feature_sets, tracking_uri),
-        warnings=_warnings(trials, metric, feature_sets),
+        warnings=_warnings(trials, metric, feature_sets) + noise_warnings(table),
         table_headers=headers, table_rows=rows, table_best=best,
-        table_notes=_table_notes(table, metric, feature_sets),
+        table_notes=table_notes(table, feature_sets, seconds_source(records.curves)),
         status_line=_status_line(trials, unfinished), status_headers=s_headers, status_rows=s_rows,
         trial_headers=t_headers, trial_rows=t_rows,
         figures=report_figures(table, records, artifacts or {}, bench_history),

@@ -46,7 +46,8 @@ def report_figures(table: ConfigTable, records: SweepRecords, artifacts: dict[st
             "(baselines). Paper analogue: DTR Fig. 4 (beta), Table 4 (alpha).",
             _safe(metric_vs_param, table, param))
     add("convergence", "Convergence", "FID-k (the in-training proxy, fixed sample seed) and training loss against "
-        "the training step; one line per configuration (mean over seeds, band: seed range). Paper analogue: Fig. 5.",
+        "the training step; one line per configuration (mean over seeds, band: seed range); dotted: vanilla's final "
+        "FID-k, the target of the table's time-to-quality columns. Paper analogue: Fig. 5.",
         _safe(convergence_curves, table, records.curves))
     add("masks", "Routing masks", "Mask table of each routed configuration (rows: task t = 0 … T−1 from the top; "
         "white: channels the task reads). R-TR draws one table per block; the first is shown.",

@@ -5,7 +5,7 @@ import base64
 import html
 import re
 
-from reports.cells import Cell
+from reports.cells import NOT_REACHED, WITHIN_NOISE, Cell
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1280px;
@@ -45,12 +45,16 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-NUMBER = re.compile(r"^[-+]?[\d.,]+(\s*±\s*[\d.,]+)?(\s*\(n=1\))?(\s*\[\w\])?$|^[\d,]+/[\d,]+$")
+NUMBER = re.compile(r"^[-+]?[\d.,]+(\s*±\s*[\d.,]+)?(\s*\(n=1\))?(\s*\[\w\])?(\s*\*)?(\s*\(\d+/\d+ seeds\))?$"
+                    r"|^[\d,]+/[\d,]+$")
+
+WORD_CELLS = ("—", "", NOT_REACHED, WITHIN_NOISE, "reference")  # no value: does not decide a column's alignment
 
 
 def numeric_columns(rows: list[list[Cell]], width: int) -> list[bool]:
-    """Columns whose every filled cell is a number (``12.3 ± 0.4``, ``7.1 (n=1)``, ``3/20``): right-aligned."""
-    return [all(NUMBER.match(r[j].text) for r in rows if j < len(r) and r[j].text not in ("—", ""))
+    """Columns whose every filled cell is a number (``12.3 ± 0.4``, ``7.1 (n=1)``, ``-3.1 ± 0.9 *``,
+    ``1,200 (2/3 seeds)``, ``3/20``): right-aligned."""
+    return [all(NUMBER.match(r[j].text) for r in rows if j < len(r) and r[j].text not in WORD_CELLS)
             for j in range(width)]
 
 

@@ -34,6 +34,7 @@ _RELEVANCE = {
     "schedule": lambda r: True, "lr": lambda r: True, "global_batch": lambda r: True,
 }
 METHOD_FIELDS = tuple(_RELEVANCE)
+VANILLA = "vanilla"  # the plain model's baseline name and method label: the reference of comparisons
 
 
 def effective_routing(row: dict) -> str | None:
@@ -52,6 +53,13 @@ def method_params(row: dict) -> dict:
     out = {f: (row.get(f) if _RELEVANCE[f](row) else None) for f in METHOD_FIELDS}
     # 0.8500000000000001 (a quantised Optuna value) and 0.85 are one configuration
     return {f: float(f"{v:.10g}") if isinstance(v, float) else v for f, v in out.items()}
+
+
+def is_vanilla_baseline(row: dict) -> bool:
+    """Whether a trial row (phase "baselines") or configuration row (kind "baseline") is the
+    vanilla baseline, the reference a report compares every configuration with."""
+    baseline = row.get("phase") == "baselines" or row.get("kind") == "baseline"
+    return baseline and VANILLA in (row.get("baseline"), row.get("label"))
 
 
 def varied_params(trials: pl.DataFrame) -> list[str]:

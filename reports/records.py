@@ -25,6 +25,7 @@ from reports.records_files import (
     worker_alive,
 )
 from reports.schema import METRICS, STATUSES, SweepRecords, curves_frame, trials_frame
+from reports.time_to_quality import with_time_to_quality
 from reports.tune_state import apply_state, result_states, tune_states, unstarted_row
 
 
@@ -104,14 +105,16 @@ def load_sweep(sweep_dir: str, *, use_mlflow: bool = True, tracking_uri: str | N
             rows = merge_rows(rows, m_rows)
             curves += m_curves
             configs = {**m_configs, **{k: v for k, v in configs.items() if v}}
-    return SweepRecords(sweep_dir=sweep_dir, trials=trials_frame(_finish_rows(rows)), curves=curves_frame(curves),
-                        configs=configs, meta=meta)
+    curves = curves_frame(curves)
+    trials = with_time_to_quality(trials_frame(_finish_rows(rows)), curves)
+    return SweepRecords(sweep_dir=sweep_dir, trials=trials, curves=curves, configs=configs, meta=meta)
 
 
 def trials_table(sweep_dir: str, grids: dict | None = None) -> pl.DataFrame:
     """The sweep's trial table (TRIAL_SCHEMA, one row per trial Tune knows) from its directory;
     ``grids`` (phase -> the ``ResultGrid`` a Tuner returned) is the sweep driver's word on its
     trials.  The driver saves it as trials.csv; a report's ``load_sweep(...).trials`` is the same
-    table with MLflow's records merged in."""
-    rows, _, _, _ = records_from_dir(os.path.abspath(sweep_dir), result_states(grids) if grids else None)
-    return trials_frame(_finish_rows(rows))
+    table with MLflow's records merged in.  Both carry ``steps_to_vanilla_fid_k`` and
+    ``seconds_to_vanilla_fid_k`` (``time_to_quality.with_time_to_quality``) for MLflow."""
+    rows, curves, _, _ = records_from_dir(os.path.abspath(sweep_dir), result_states(grids) if grids else None)
+    return with_time_to_quality(trials_frame(_finish_rows(rows)), curves_frame(curves))

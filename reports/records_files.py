@@ -14,7 +14,15 @@ import os
 
 import polars as pl
 
-from reports.schema import ARTIFACT_FILES, EXPERT_USAGE_FILES, METRICS, config_row, number, trial_id_of
+from reports.schema import (
+    ARTIFACT_FILES,
+    CURVE_SCHEMA,
+    EXPERT_USAGE_FILES,
+    METRICS,
+    config_row,
+    number,
+    trial_id_of,
+)
 from trainers.files import read_jsonl
 from trainers.training.tracking import RUN_CONFIG_FILE
 
@@ -80,7 +88,7 @@ def read_trial_dir(run_dir: str) -> tuple[dict, list[dict], dict]:
         path = os.path.join(run_dir, filename)
         row[key] = path if os.path.exists(path) else None
     row["expert_usage"] = next((p for f in EXPERT_USAGE_FILES if os.path.exists(p := os.path.join(run_dir, f))), None)
-    curves = [{"name": name, "step": r.get("step"), "loss": r.get("loss"), "fid_k": r.get("fid_k")}
+    curves = [{"name": name, **{k: r.get(k) for k in CURVE_SCHEMA if k != "name"}}
               for r in records if number(r.get("step"), int) is not None]
     return row, curves, config
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 STATUSES = ("finished", "stopped", "error", "running")
-METRICS = ("fid", "is_mean", "precision", "recall")
-METRIC_NAMES = {"fid": "FID", "is_mean": "IS", "precision": "Precision", "recall": "Recall"}
-HIGHER_IS_BETTER = {"fid": False, "is_mean": True, "precision": True, "recall": True}
+# final metrics (metrics.json); label_accuracy: the fraction of generated samples the domain
+# classifier assigns to their conditioning class (runs older than it have none)
+METRICS = ("fid", "label_accuracy", "is_mean", "precision", "recall")
+METRIC_NAMES = {"fid": "FID", "label_accuracy": "Label acc.", "is_mean": "IS", "precision": "Precision",
+                "recall": "Recall"}
+HIGHER_IS_BETTER = {"fid": False, "label_accuracy": True, "is_mean": True, "precision": True, "recall": True}
 
 # RunConfig fields copied onto every trial row (the config table groups and shows them).
 CONFIG_FIELDS = {
@@ -32,11 +35,18 @@ TRIAL_SCHEMA = {
     "name": pl.Utf8, "trial": pl.Utf8, "phase": pl.Utf8, "baseline": pl.Utf8, "label": pl.Utf8,
     "status": pl.Utf8, "detail": pl.Utf8, **CONFIG_FIELDS,
     "step": pl.Int64, "fid": pl.Float64, "is_mean": pl.Float64, "precision": pl.Float64,
-    "recall": pl.Float64, "fid_k": pl.Float64, "feature_set": pl.Utf8, "num_samples": pl.Int64,
+    "recall": pl.Float64, "label_accuracy": pl.Float64, "fid_k": pl.Float64, "feature_set": pl.Utf8,
+    "num_samples": pl.Int64,
     "images_per_s": pl.Float64, "wall_s": pl.Float64, "run_dir": pl.Utf8, "samples_png": pl.Utf8,
     "routing_mask_png": pl.Utf8, "expert_usage": pl.Utf8, "mlflow_run_id": pl.Utf8, "source": pl.Utf8,
+    # time to quality (reports.time_to_quality): the first step / seconds at which the trial's
+    # FID-k reached the vanilla baseline's final FID-k; null when it never did or nothing to compare
+    "steps_to_vanilla_fid_k": pl.Int64, "seconds_to_vanilla_fid_k": pl.Float64,
 }
-CURVE_SCHEMA = {"name": pl.Utf8, "step": pl.Int64, "loss": pl.Float64, "fid_k": pl.Float64}
+# one row per metrics.jsonl line: loss lines carry loss, images_per_s (throughput of the steps
+# since the previous loss line) and maybe wall_s (seconds since the run started); FID-k lines fid_k
+CURVE_SCHEMA = {"name": pl.Utf8, "step": pl.Int64, "loss": pl.Float64, "fid_k": pl.Float64,
+                "images_per_s": pl.Float64, "wall_s": pl.Float64}
 # files of a run directory a report draws, passed around as trial name -> file name -> bytes
 EXPERT_USAGE_FILES = ("expert_usage.npy", "expert_usage.json")
 ARTIFACT_FILES = ("samples.png", "routing_mask.png", *EXPERT_USAGE_FILES)

@@ -12,6 +12,7 @@ from collections import Counter
 
 from reports.methods import method_params
 from reports.schema import METRICS, STATUSES
+from reports.seed_noise import seed_spread
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float | None, float | None, int]:
@@ -50,12 +51,16 @@ def group_trials(rows: list[dict], varied: list[str]) -> dict[tuple, list[dict]]
 
 
 def metric_summary(members: list[dict]) -> dict:
-    """``<metric>_mean``, ``<metric>_ci``, ``<metric>_n`` over the finished members, per metric."""
+    """``<metric>_mean``, ``<metric>_ci``, ``<metric>_n`` and the seed spread ``<metric>_sd``,
+    ``<metric>_min``, ``<metric>_max`` over the finished members, per metric."""
     finished = [m for m in members if m.get("status") == "finished"]
     out = {}
     for m in METRICS:
-        mean, ci, n = mean_ci([f.get(m) for f in finished])
-        out.update({f"{m}_mean": mean, f"{m}_ci": ci, f"{m}_n": n})
+        values = [f.get(m) for f in finished]
+        mean, ci, n = mean_ci(values)
+        spread = seed_spread(values)
+        out.update({f"{m}_mean": mean, f"{m}_ci": ci, f"{m}_n": n, f"{m}_sd": spread["sd"],
+                    f"{m}_min": spread["min"], f"{m}_max": spread["max"]})
     return out
 
 

@@ -1,12 +1,15 @@
 """Every configuration of a sweep against its baselines: one row per configuration with its
-mean ± 95% CI over seeds (``stats``), model cost (``cost``), paper values (``paper_values``)
-and the best flag; ``cells`` turns it into what the writers print."""
+mean ± 95% CI over seeds (``stats``), its difference from the reference baseline against the
+pooled seed noise and the best flag (``comparison``), time to vanilla's FID-k
+(``time_to_quality``), model cost (``cost``) and paper values (``paper_values``); ``cells``
+turns it into what the writers print."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from reports.comparison import Comparison, compare_configurations
 from reports.cost import model_cost
 from reports.methods import config_name, method_params, varied_params
 from reports.paper_values import (
@@ -17,6 +20,7 @@ from reports.paper_values import (
 )
 from reports.schema import METRICS
 from reports.stats import group_trials, metric_summary, status_summary
+from reports.time_to_quality import configuration_time_to_quality, reference_fid_k
 
 
 @dataclass
@@ -27,9 +31,12 @@ class ConfigTable:
     mode: str = "min"
     paper_notes: list[tuple[str, str]] = field(default_factory=list)  # (marker, note)
     mixed_feature_sets: bool = False
+    comparisons: list[Comparison] = field(default_factory=list)  # seed noise and best verdict per feature set
+    reference_fid_k: float | None = None  # vanilla's final FID-k (mean over seeds), the time-to-quality target
 
 
-def _configuration(key: tuple, members: list[dict], varied: list[str], preference: list[str]) -> dict:
+def _configuration(key: tuple, members: list[dict], varied: list[str], preference: list[str], metric: str,
+                   reference_feature_set: str | None) -> dict:
     kind, baseline, label, values, feature_set = key
     params = dict(zip(varied, values))
     first = members[0]
@@ -52,29 +59,22 @@ def _configuration(key: tuple, members: list[dict], varied: list[str], preferenc
     for m in METRICS:
         rec[f"paper_{m}"] = ref[1].get(m) if ref else None
     rec["_setting"] = setting
+    rec["_values"] = [m[metric] for m in members if m.get("status") == "finished" and m.get(metric) is not None]
+    rec.update(configuration_time_to_quality(members, reference_feature_set))
     return rec
-
-
-def _mark_best(out: list[dict], metric: str, best_sign: int) -> set:
-    """Flag the best configuration of each feature set (FIDs of different features never compare)."""
-    feature_sets = {r["feature_set"] for r in out if r["feature_set"]}
-    for fs in feature_sets or {None}:
-        scored = [r for r in out if r["feature_set"] == fs and r.get(f"{metric}_mean") is not None]
-        best = min(scored, key=lambda r: best_sign * r[f"{metric}_mean"]) if scored else None
-        for r in out:
-            r["best"] = r.get("best", False) or r is best
-    return feature_sets
 
 
 def config_table(trials: pl.DataFrame, *, metric: str = "fid", mode: str = "min",
                  baselines: list[str] | None = None) -> ConfigTable:
-    """Group trials into configurations; mean ± CI per metric, cost, paper values, best flag.
+    """Group trials into configurations; mean ± CI per metric, Δ vs the reference baseline and
+    the best flag (``comparison``), time to vanilla's FID-k, cost, paper values.
 
     Rows: baselines first (in ``baselines`` order), then the searched configurations best first,
     configurations without a finished trial last."""
     varied = varied_params(trials)
     preference = source_preference(trials)
-    out = [_configuration(key, members, varied, preference)
+    reference, reference_fs = reference_fid_k(trials)
+    out = [_configuration(key, members, varied, preference, metric, reference_fs)
            for key, members in group_trials(trials.to_dicts(), varied).items()]
     best_sign = 1 if mode == "min" else -1
     order = {b: i for i, b in enumerate(baselines or [])}
@@ -85,7 +85,7 @@ def config_table(trials: pl.DataFrame, *, metric: str = "fid", mode: str = "min"
                 best_sign * value if value is not None else 0.0, rec["name"])
 
     out.sort(key=sort_key)
-    feature_sets = _mark_best(out, metric, best_sign)
+    comparisons = compare_configurations(out, metric, mode)
     used: dict[str, list[dict]] = {}
     for r in out:
         if r["paper_source"]:
@@ -93,7 +93,8 @@ def config_table(trials: pl.DataFrame, *, metric: str = "fid", mode: str = "min"
     markers = {key: chr(ord("a") + i) for i, key in enumerate(used)}
     for r in out:
         r["paper_marker"] = markers.get(r["paper_source"])
-        del r["_setting"]
+        del r["_setting"], r["_values"]
     frame = pl.DataFrame(out, infer_schema_length=None) if out else pl.DataFrame()
     return ConfigTable(frame=frame, varied=varied, metric=metric, mode=mode, paper_notes=paper_notes(used),
-                       mixed_feature_sets=len(feature_sets) > 1)
+                       mixed_feature_sets=len(comparisons) > 1, comparisons=comparisons,
+                       reference_fid_k=reference)

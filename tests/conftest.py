@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from train_support import DIST_ENV
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,8 @@ def train_env(tmp_path_factory, shared_cache_dir):
         mp.setenv("DTR_CACHE_DIR", shared_cache_dir)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # 4 slashes: db is absolute
         mp.setenv("DS_ACCELERATOR", "cpu")
+        for name in DIST_ENV:
+            mp.delenv(name, raising=False)  # what train() sets here is removed again afterwards
         yield root
     torch.set_num_threads(saved[0])
     torch.set_rng_state(saved[1])

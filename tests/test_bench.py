@@ -2,16 +2,18 @@
 holds the cases and the timing).
 
 * the gate's arithmetic on hand-made numbers: noise bands, the Welch comparison band, the
-  verdicts, the <= 2% routing claim, the baseline file, the history frame, the interleaving order;
+  verdicts, the <= 2% routing claim, the baseline file, the history frame, the interleaving order,
+  the efficiency metrics (images/s, model FLOP/s, per core, MFU, precision ratio), case selection;
 * the real CLI at ``--scale tiny`` (DiT-T/4, real DeepSpeed engines, real domain-feature FID, a
   real MLflow sqlite store in a temp dir), the README's commands: ``--suite speed
   --update-baseline`` then a re-run against that baseline exits 0; a baseline claiming DTR was
-  10x cheaper, with a tight band, exits 1; one ``--suite speed`` invocation in a store and run
+  10x cheaper, with a tight band, exits 1; the start-up of a fresh training process and the laptop
+  step's MFU hold their defining relations; one ``--suite speed`` invocation in a store and run
   directory of its own is exactly one run in the ``benchmarks`` experiment and one line of the
   history, both holding its result record; ``--suite quality`` at smoke size trains per case and
   seed under the bench's MLflow run.
 
-Cost: ~1.5 min of bench runs, plus the Fashion-MNIST domain classifier (~1 min) when the session's
+Cost: ~2 min of bench runs, plus the Fashion-MNIST domain classifier (~1 min) when the session's
 shared cache does not hold it yet (test_metrics trains the same one).
 """
 import contextlib
@@ -23,24 +25,22 @@ import sys
 
 import pytest
 from scipy.stats import t as student_t
+from train_support import DIST_ENV
 
 from platform.bench import gate
 from platform.bench.baseline import Baseline
-from platform.bench.gate import (
-    Stat,
-    claim_check,
-    compare,
-    comparison_band,
-    ratio_values,
-)
+from platform.bench.efficiency import efficiency_stats
+from platform.bench.gate import Stat, claim_check, compare, comparison_band, ratio_values
 from platform.bench.history import append_history, read_history
+from platform.bench.options import select_speed_cases
 from reports.bench_history import history_rows
+from trainers.bench import cases as C
 from trainers.bench.measure import interleave
 from trainers.files import read_jsonl
+from trainers.presets import preset_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Q = 0.99865
-DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def _json(path):
@@ -99,6 +99,9 @@ def test_verdicts():
     absolute = Stat("m", slower.values, "ms", False, "fp")
     assert compare(absolute, _base(base["values"], gated=False, unit="ms")).status == gate.INFO
     assert compare(absolute, _base(base["values"], gated=False, unit="ms"), gate_absolute=True).regressed
+    # throughput, FLOP/s, MFU: a fall is the regression
+    assert compare(Stat("m", faster.values, "x", True, "fp", "", True), base).regressed
+    assert compare(Stat("m", slower.values, "x", True, "fp", "", True), base).status == gate.FASTER
     # a shift inside the noise is not a regression
     noisy_base = _base([0.8, 1.2, 1.0, 0.9, 1.1])
     assert compare(Stat("m", (0.9, 1.3, 1.1, 1.0, 1.2), fingerprint="fp"), noisy_base).status == gate.OK
@@ -178,6 +181,35 @@ def test_interleave_rotates_and_alternates_units():
     assert out.cpu_total > 0 and out.wall_total > 0
 
 
+def test_efficiency_metrics_from_hand_made_timings():
+    own, other, peak = C.efficiency_cases("laptop", micro_batch=8)
+    assert (own.model, own.micro_batch, own.precision) == (preset_config("laptop").model, 8,
+                                                           preset_config("laptop").precision)  # read, not copied
+    times = {own.name: [0.1, 0.2], other.name: [0.05, 0.1], "peak": [0.01, 0.02]}
+    for ran, ratio in (("fp32", 0.5), ("amp-bf16", 2.0)):   # always reduced precision over fp32
+        info = {own.name: {"images_per_unit": 8, "flops_per_image": 1e9, "precision_ran": ran},
+                other.name: {"precision_ran": "amp-bf16" if ran == "fp32" else "fp32"},
+                "peak": {"flops_per_unit": 2e9, "precision_ran": ran}}
+        by = {st.name: st for st in efficiency_stats([own, other, peak], times, info, {"threads": 4})}
+        assert by["laptop_images_per_s"].values == pytest.approx((80, 40))
+        assert by["laptop_model_flops_per_s"].values == pytest.approx((80e9, 40e9))
+        assert by["laptop_model_flops_per_s_per_core"].values == pytest.approx((20e9, 10e9))
+        assert by["peak_matmul_flops_per_s"].values == pytest.approx((200e9, 100e9))
+        assert by["laptop_mfu"].values == pytest.approx((0.4, 0.4)) and by["laptop_mfu"].higher_is_better
+        assert by["laptop_precision_step_ratio"].values == pytest.approx((ratio, ratio))
+
+
+def test_case_selection_adds_what_a_case_is_measured_with():
+    speed = C.suite("tiny").speed
+
+    def names(*sel):
+        return {c.name for c in select_speed_cases(speed, sel)}
+    assert {"startup", "dsinit", "laptop", "peak"} <= names() and "dsinit_jit" not in names()
+    assert names("dtr") == {"calib", "vanilla", "dtr"}
+    assert names("startup", "dsinit_jit") == {"startup", "dsinit_jit"}
+    assert names("laptop") == {c.name for c in C.efficiency_cases("laptop")}
+
+
 # --------------------------------------------------------------------------- the real CLI, tiny
 
 TINY = ["--scale", "tiny", "--rounds", "5"]
@@ -244,10 +276,27 @@ def test_update_baseline_writes_the_file_and_prints_ratios(recorded):
 def test_rerun_against_its_own_baseline_exits_zero(recorded, capsys):
     from platform.bench import main
     baseline, _ = recorded
-    rc = main([*TINY, "--baseline", baseline])
+    interleaved = [c.name for c in C.suite("tiny").speed if not isinstance(c, C.PROCESS_CASES)]
+    rc = main([*TINY, "--cases", ",".join(interleaved), "--baseline", baseline])  # fresh processes: below
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "RESULT: OK" in out and "changed" not in out and "new (" not in out
+
+
+@pytest.mark.slow
+def test_startup_and_mfu_metrics(recorded):
+    baseline, text = recorded
+    m = _json(baseline)["scales"]["tiny"]["metrics"]
+    first, total = m["startup_first_step_s"]["values"], m["startup_process_s"]["values"]
+    assert first and all(0 < f < t < 600 and math.isfinite(f) for f, t in zip(first, total))
+    assert 0 < m["dsinit_s"]["mean"] < 30                   # seconds: no JIT build of DeepSpeed's shm op
+    images, fpi = m["laptop_images_per_s"]["values"], m["laptop_train_flops_per_image"]["mean"]
+    flops, peak = m["laptop_model_flops_per_s"]["values"], m["peak_matmul_flops_per_s"]["values"]
+    assert flops == pytest.approx([i * fpi for i in images], rel=1e-4)
+    assert m["laptop_model_flops_per_s_per_core"]["values"] == pytest.approx(flops, rel=1e-4)  # 1 thread
+    assert m["laptop_mfu"]["values"] == pytest.approx([f / p for f, p in zip(flops, peak)], rel=1e-4)
+    assert all(x > 0 for x in m["laptop_mfu"]["values"]) and m["laptop_precision_step_ratio"]["gated"]
+    assert "MFU" in text and "start-up of a fresh training process" in text
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ def test_mean_ci_matches_hand_computation():
     assert format_mean_ci(None, None, 0) == "—"
 
 
-def test_config_table_groups_seeds_and_highlights_best():
+def test_config_table_groups_seeds_and_stars_nothing_within_seed_noise():
     trials = trials_frame(_beta_sweep_rows())
     table = config_table(trials, metric="fid", mode="min", baselines=["vanilla"])
     frame = table.frame
@@ -53,24 +53,31 @@ def test_config_table_groups_seeds_and_highlights_best():
     vanilla = frame.row(0, named=True)
     assert vanilla["beta"] is None and vanilla["fid_n"] == 3 and vanilla["fid_mean"] == 12.0
     assert vanilla["fid_ci"] == pytest.approx(T_975_DF2 * 2 / math.sqrt(3))
-    assert frame["best"].to_list() == [False, True, False]
+    # DTR β=0.8 is 3 below vanilla, inside the pooled band ±3.25 (tests/test_report_noise.py): no star
+    assert frame["best"].to_list() == [False, False, False]
     assert frame["params"][0] == frame["params"][1] > 0  # masks add no parameters
     assert frame["gflops"][0] > 0
     headers, rows, best = display_config_table(table)
-    assert best == [False, True, False]
+    assert best == [False, False, False]
     fid_col = headers.index("FID ↓")
     assert rows[0][fid_col].text == "12.00 ± 4.97"
-    assert rows[1][0].text.endswith("★") and rows[1][0].bold and rows[1][fid_col].bold
-    assert not rows[0][fid_col].bold
+    assert not any(r[0].text.endswith("★") or any(c.bold for c in r) for r in rows)
+    assert [r[headers.index("Δ vs vanilla (95% CI)")].text for r in rows] == [
+        "reference", "not shown (within seed noise)", "not shown (within seed noise)"]
 
 
 def test_best_follows_mode_max_and_n1_has_no_interval():
     rows = _beta_sweep_rows()[:4]  # vanilla x3 + one DTR seed
+    for row, value in zip(rows, (10.0, 10.2, 9.8, 2.0)):
+        row["is_mean"] = value
     table = config_table(trials_frame(rows), metric="is_mean", mode="max", baselines=["vanilla"])
     frame = table.frame
-    assert frame.filter(pl.col("best"))["name"].to_list() == ["vanilla (baseline)"]  # IS 3.0 mean vs 2.0
+    # vanilla (IS 10.0) is the reference and the top: compared with the runner-up DTR (IS 2.0), far
+    # outside the band t_{.975,2} * 0.2 * sqrt(1/3 + 1) = 0.99
+    assert frame.filter(pl.col("best"))["name"].to_list() == ["vanilla (baseline)"]
     headers, cells, _ = display_config_table(table)
     assert cells[1][headers.index("FID ↓")].text == "8.000 (n=1)"
+    assert cells[1][headers.index("Δ vs vanilla (95% CI)")].text == "-8.00 ± 0.99 *"
 
 
 def test_paper_column_for_a_matching_setting():
@@ -208,8 +215,13 @@ def test_partial_sweep_report_shows_unfinished_trials(partial_sweep, tmp_path, m
     # the configuration table holds the fixture's numbers: one finished seed each, no interval
     table = {(r["configuration"], r["β"]): r for r in _markdown_table(md, "configuration")}
     assert table[("vanilla (baseline)", "—")]["FID ↓"] == "150.0 (n=1)"
-    best = table[("DTR ★", "0.75")]
-    assert best["FID ↓"] == "140.0 (n=1)" and best["status"] == "1 finished"
+    done = table[("DTR", "0.75")]  # one seed each: no noise estimate, nothing is starred
+    assert done["FID ↓"] == "140.0 (n=1)" and done["status"] == "1 finished"
+    assert not any("★" in r["configuration"] for r in table.values())
+    assert "no seed repeats: differences cannot be told from seed noise" in md
+    assert "no seed repeats: differences cannot be told from seed noise" in text
+    # every FID-k of the fixture is 100 - step: DTR's reaches vanilla's final FID-k (80) at step 20
+    assert done["steps to vanilla's FID-k"] == "20" and done["Label acc. ↑"] == "—"
     assert table[("DTR", "0.9")]["status"] == "1 error" and table[("DTR", "0.9")]["FID ↓"] == "—"
     assert table[("DTR", "0.6")]["status"] == "1 running"
     # the figures this sweep has data for, and only those: curves, DTR's three masks, two sample grids
@@ -250,6 +262,11 @@ def test_driver_trial_table_takes_tunes_word(partial_sweep):
     assert rows["trial-err1"]["detail"] == "RuntimeError: loss is NaN at step 3"
     assert rows["trial-done1"]["wall_s"] == 40.0 and rows["trial-done1"]["run_dir"].endswith("trials/trial-done1")
     assert table.columns == list(trials_frame([]).columns)  # one schema for trials.csv and the report
+    # what the driver prints: the same table through reports.console (unstarted and errored rows too)
+    from reports.console import console_summary
+    text, best = console_summary(table, metric="fid", mode="min", baselines=["vanilla"])
+    assert best is None and "baseline vanilla: mean 150.0" in text and "best: No configuration" in text
+    assert "null" not in text and "1 error" in text
 
 
 # -- MLflow --------------------------------------------------------------------------------------

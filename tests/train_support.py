@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 180-270 s for the pair of runs (file: 3.5-7.5 min), so we use 200 (N/2 = 100 + 100).
 RESUME_STEPS = 200
 # Keys of a metrics.jsonl record that are timings/memory, not part of the trajectory.
-NON_DETERMINISTIC = {"images_per_s", "peak_memory_mb"}
+NON_DETERMINISTIC = {"images_per_s", "peak_memory_mb", "wall_s", "model_flops_per_s", "mfu"}
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 

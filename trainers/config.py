@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trainers.precision import PRECISIONS
 from trainers.routing.spec import RoutingSpec, effective_routing_kind
 
 WEIGHTINGS = ("vanilla", "min_snr", "p2", "ant_uw")
-PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("ddpm", "ddim")
 
 # Fields that may change on --resume (the step budget and where things are logged).

@@ -4,16 +4,22 @@ A fixed suite of named cases is timed interleaved and gated against a committed 
 with noise bands from the repeats (no hand-picked tolerances)::
 
     make bench                                     # = python -m platform.bench --suite speed (~3-5 min, 2 cores)
+    python -m platform.bench --cases laptop,startup,dsinit     # only the MFU and start-up numbers
+    python -m platform.bench --cases dsinit_jit    # DeepSpeed's own init_distributed (JIT build, ~1.5 min)
     python -m platform.bench --suite quality       # FID-k of vanilla and DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
 
-What a worker would run lives in ``trainers/bench``: the cases (``cases.py``) and the
-interleaved timing (``measure.py``).  Everything else is here, one idea per module:
+What a worker would run lives in ``trainers/bench``: the cases (``cases.py``), the interleaved
+timing and its runners (``measure.py``, ``steps.py``) and the fresh-process launches
+(``startup.py``).  Everything else is here, one idea per module:
 
     cli.py        the command line (flags, exit status) around run.run_bench
     options.py    BenchOptions and what they resolve to (cases, rounds, clock, conditions)
     run.py        one invocation: measure, judge, print, log to MLflow and the history
     speed.py      the speed suite: runners timed interleaved -> ratio and absolute metrics
+    efficiency.py the laptop preset's step: images/s, model FLOP/s (per core), matmul peak, MFU,
+                  reduced-precision / fp32 step-time ratio
+    processes.py  fresh processes: start-up of a training process, import deepspeed + init
     quality.py    the quality suite: trainers.training.run.train per case and seed -> FID-k
     gate.py       noise bands, the baseline comparison, the <= 2% routing-cost claim
     baseline.py   baseline.json (per scale, every metric's summary when it was recorded)

@@ -21,7 +21,8 @@ exit status:
   2  bad arguments or the bench could not run
 
 gated metrics are ratios measured in the same interleaved rounds (dtr_step_ratio = t_dtr / t_vanilla,
-...); absolute milliseconds are printed and logged but only gated with --gate-absolute.
+laptop_precision_step_ratio = t(bf16 autocast) / t(fp32), ...); absolute numbers (milliseconds, start-up
+seconds, images/s, model FLOP/s, MFU) are printed and logged but only gated with --gate-absolute.
 
 testing the gate (no production hook needed): write a baseline file whose entry claims a case was much
 faster with a tight band, then run with --baseline PATH, e.g.
@@ -45,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: full 12, tiny 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes (default 1)")
     p.add_argument("--cases", default="",
-                   help="comma-separated subset of cases (calib and vanilla are always added), "
-                        "e.g. dtr,rtr; default all")
+                   help="comma-separated subset of cases, each with the cases it is measured with (calib and "
+                        "vanilla for dtr, rtr, switch, sample, fid; laptop, laptop_fp32|laptop_auto and peak "
+                        "together), e.g. dtr,rtr or laptop,startup,dsinit; default all but dsinit_jit (DeepSpeed's "
+                        "own init with its JIT build, ~1.5 min: only when named)")
     p.add_argument("--seeds", default="", help="quality seeds, comma-separated (default 0,1,2)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: stable on a shared machine; part of each case's fingerprint)")

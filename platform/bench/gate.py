@@ -8,12 +8,13 @@ Every benchmark metric is a list of repeated measurements: one value per interle
   rounds it is the familiar ``3 * std / sqrt(n)`` and with 3 seeds it widens as it should;
 * a run is compared with the baseline by the difference of means, allowed to move by
   ``t(df) * sqrt(se_run**2 + se_base**2)`` (Welch's degrees of freedom).  Beyond that, upwards,
-  is a regression (all metrics are lower-is-better: times, time ratios, FID);
+  is a regression (times, time ratios, FID are lower-is-better); a metric marked
+  ``higher_is_better`` (throughput, FLOP/s, MFU) regresses downwards;
 * a ratio metric (``dtr_step_ratio = t_dtr / t_vanilla``) is formed round by round from the
   two cases timed back to back in that round, so its band comes from the spread of the
   per-round ratios, not from the (much larger) drift of the machine's speed.
 
-All metrics are lower-is-better.  The baseline file itself is baseline.py.
+The baseline file itself is baseline.py.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class Stat:
     gated: bool = True        # absolute times are reported, not gated (see speed.py)
     fingerprint: str = ""     # hash of the case definition: a changed case is not compared
     description: str = ""
+    higher_is_better: bool = False   # throughput, FLOP/s, MFU: a fall is the regression
 
     @property
     def n(self) -> int:
@@ -72,7 +74,8 @@ class Stat:
     def summary(self) -> dict:
         return {"mean": self.mean, "std": self.std, "n": self.n, "se": self.se, "band": self.band,
                 "values": list(self.values), "unit": self.unit, "gated": self.gated,
-                "fingerprint": self.fingerprint, "description": self.description}
+                "fingerprint": self.fingerprint, "description": self.description,
+                "higher_is_better": self.higher_is_better}
 
 
 def ratio_values(numerator, denominator) -> tuple[float, ...]:
@@ -93,7 +96,7 @@ class Verdict:
     base_mean: float = math.nan
     base_band: float = math.nan
     delta: float = math.nan    # mean - base_mean
-    allowed: float = math.nan  # how far mean may exceed base_mean before it is a regression
+    allowed: float = math.nan  # how far mean may move the wrong way (up; down if higher is better) before it regresses
     note: str = ""
 
     @property
@@ -131,11 +134,12 @@ def compare(stat: Stat, base: dict | None, *, gate_absolute: bool = False) -> Ve
     if stat.n < 2 or n_base < 2:
         return Verdict(status=UNBANDED, note="fewer than 2 repeats: no noise band", **own, **known)
     allowed = comparison_band(stat.se, stat.n, _num(base.get("se")), n_base)
+    worse = -known["delta"] if stat.higher_is_better else known["delta"]
     if not (stat.gated or gate_absolute):
         status = INFO
-    elif known["delta"] > allowed:
+    elif worse > allowed:
         status = REGRESSION
-    elif known["delta"] < -allowed:
+    elif worse < -allowed:
         status = FASTER
     else:
         status = OK

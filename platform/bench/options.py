@@ -54,10 +54,15 @@ class Plan:
 
 
 def select_speed_cases(all_cases, names: tuple[str, ...]) -> list:
-    """The requested speed cases, plus calib and vanilla (every ratio needs them)."""
+    """The requested speed cases (default: all but the optional ones), plus the cases each is
+    measured with (trainers.bench.cases.needs: calib and vanilla for the step, sampling and FID
+    ratios; the other precision and the peak for the laptop step; nothing for fresh processes)."""
     if not names:
-        return list(all_cases)
-    wanted = set(names) | {"calib", "vanilla"}
+        return [c for c in all_cases if not C.optional(c)]
+    wanted = set(names)
+    for case in all_cases:
+        if case.name in names:
+            wanted |= set(C.needs(case))
     return [c for c in all_cases if c.name in wanted]
 
 

@@ -1,9 +1,11 @@
 """What a bench invocation prints after measuring: the table of every metric against its baseline
 (mean ± noise band, change, how far it was allowed to move, status), the step-time overheads,
-the routing-cost claim and the one-line RESULT."""
+the laptop step's efficiency (MFU, reduced vs fp32 precision), the routing-cost claim and the
+one-line RESULT."""
 from __future__ import annotations
 
 import math
+import statistics
 
 from platform.bench.gate import CLAIM_LIMIT, FASTER, REGRESSION
 from platform.bench.judge import BenchResult
@@ -18,6 +20,12 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
     if unit == "FID":
         return f"{value:.2f}"
+    if unit in ("FLOP/s", "FLOP"):
+        return f"{value / 1e9:.2f}G"
+    if unit == "s":
+        return f"{value:.2f}"
+    if unit == "img/s":
+        return f"{value:.1f}"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
@@ -30,7 +38,8 @@ def format_table(result: BenchResult) -> str:
     rows = []
     for st, v in zip(result.stats, result.verdicts):
         change = f"{v.rel_change:+.1%}" if math.isfinite(v.rel_change) else "-"
-        allowed = f"+{_fmt(v.allowed, st.unit)}" if math.isfinite(v.allowed) else "-"
+        sign = "-" if st.higher_is_better else "+"
+        allowed = f"{sign}{_fmt(v.allowed, st.unit)}" if math.isfinite(v.allowed) else "-"
         rows.append((st.name, st.unit, _pm(v.mean, v.band, st.unit), str(st.n), _pm(v.base_mean, v.base_band, st.unit),
                      change, allowed, v.status + (f" ({v.note})" if v.note and v.status != "ok" else "")))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
@@ -43,17 +52,20 @@ def print_report(result: BenchResult, opts: BenchOptions, say, wall: float) -> N
     say()
     say(format_table(result))
     say("  band = t-quantile(0.99865) x standard error of the rounds/seeds; 'allowed' = how far the mean may "
-        "rise above the baseline (Welch band of both);")
+        "rise above the baseline (fall below it: img/s, FLOP/s, MFU) (Welch band of both);")
     if any(st.unit == "ms" for st in result.stats):
         say(f"  ms = {opts.clock}-clock time per unit, fastest of each round; absolute times ('info') are reported, "
             + ("and gated (--gate-absolute)" if opts.gate_absolute else "not gated; ratios are gated"))
     by_name = {st.name: st for st in result.stats}
-    step_ratios = [st for st in result.stats if st.name.endswith("_step_ratio")]
+    step_ratios = [st for st in result.stats if st.name.endswith("_step_ratio")
+                   and st.name[:-len("_step_ratio")] in C.ROUTED]
     if step_ratios:
         say()
         say("step-time overhead vs vanilla (same rounds): " + ", ".join(
             f"{C.ROUTED.get(st.name[:-len('_step_ratio')], st.name)} {st.mean - 1:+.2%} (± {st.band:.2%})"
             for st in step_ratios))
+    for line in efficiency_lines(by_name):
+        say(line)
     if result.claims:
         say(f"claim: routing (DTR, R-TR) adds <= {CLAIM_LIMIT - 1:.0%} step time at DiT-S/2 on CPU "
             "(paper App. E: DiT-S 8.19 -> 8.14 it/s); a FAIL counts as a regression only beyond the noise band")
@@ -75,3 +87,22 @@ def print_report(result: BenchResult, opts: BenchOptions, say, wall: float) -> N
     else:
         say("RESULT: OK (no regression beyond the noise bands) -> exit 0")
     say(f"bench wall time: {wall:.0f}s")
+
+
+def efficiency_lines(by_name: dict) -> list[str]:
+    """The laptop step's efficiency and the start-up in one or two lines (none when not measured)."""
+    lines = []
+    for mfu in (st for name, st in by_name.items() if name.endswith("_mfu")):
+        p = mfu.name[:-len("_mfu")]
+        flops, core = by_name[f"{p}_model_flops_per_s"], by_name[f"{p}_model_flops_per_s_per_core"]
+        peak, images = by_name["peak_matmul_flops_per_s"], by_name[f"{p}_images_per_s"]
+        lines.append(f"{p} step ({mfu.description.rpartition('; ')[2]}): {images.mean:.1f} img/s = "
+                     f"{flops.mean / 1e9:.2f} GFLOP/s ({core.mean / 1e9:.2f} per core) of a {peak.mean / 1e9:.2f} "
+                     f"GFLOP/s matmul peak: MFU {mfu.mean:.1%} (± {mfu.band:.1%})")
+    for ratio in (st for name, st in by_name.items() if name.endswith("_precision_step_ratio")):
+        lines.append(f"  {ratio.description}: {_pm(ratio.mean, ratio.band, 'x')}")
+    if "startup_first_step_s" in by_name:
+        first, total = by_name["startup_first_step_s"], by_name["startup_process_s"]
+        lines.append(f"start-up of a fresh training process: first step after {statistics.median(first.values):.2f}s "
+                     f"(median of {first.n}), process {statistics.median(total.values):.2f}s")
+    return ([""] if lines else []) + lines

@@ -19,9 +19,10 @@ from platform.bench.history import append_history, invocation_record
 from platform.bench.judge import BenchResult, judge
 from platform.bench.options import ENGINE_TEXT, EXPERIMENT, BenchOptions, plan
 from platform.bench.printing import print_report
+from platform.bench.processes import measure_processes
 from platform.bench.provenance import git_commit, host_info
 from platform.bench.quality import measure_quality, quality_stats
-from platform.bench.speed import measure_speed, speed_stats
+from platform.bench.speed import interleaved_cases, measure_speed, speed_stats
 from trainers.files import atomic_write_json
 from trainers.training.tracking import MlflowRun
 
@@ -56,8 +57,10 @@ def run_bench(opts: BenchOptions, out=None) -> BenchResult:
             stats = []
             if p.speed_cases:
                 say("speed cases:")
+                stats += measure_processes(p, say)
+            if interleaved_cases(p.speed_cases):
                 timings = measure_speed(p, say)
-                stats += speed_stats(p.speed_cases, timings.rounds, conditions)
+                stats += speed_stats(p.speed_cases, timings.rounds, conditions, timings.info)
                 contention = timings.contention
             if p.quality_cases:
                 say("quality cases (trainers.training.run.train per seed):")

@@ -8,6 +8,8 @@ Metrics (all lower-is-better; ``<case>`` is dtr, rtr, switch):
   fid_per_vanilla_step          t(FID of 2k samples) / t_step(vanilla), per round    gated
   calib_ms, step_ms_<case|vanilla>, sample_ms_per_image, fid_ms   absolute, reported (gated
                                 with --gate-absolute: only meaningful on the baseline's machine)
+  the laptop preset's step, MFU and precision ratio: efficiency.py; fresh processes (start-up,
+  DeepSpeed init): processes.py
 Ratios to quantities timed in the same round are what make the gate usable on a shared,
 noisy machine: a slower (or busier) box shifts the absolute times, not the ratios.
 """
@@ -15,20 +17,26 @@ from __future__ import annotations
 
 import time
 
+from platform.bench.efficiency import efficiency_stats
 from platform.bench.gate import Stat, ratio_values
 from platform.bench.options import Plan
 from trainers.bench import cases as C
 
 
+def interleaved_cases(speed_cases) -> list:
+    """The speed cases timed round-robin (all but the fresh-process ones)."""
+    return [c for c in speed_cases if not isinstance(c, C.PROCESS_CASES)]
+
+
 def measure_speed(plan: Plan, say):
-    """Build every speed case's runner, then time them all interleaved (:func:`interleave`)."""
+    """Build every interleaved case's runner, then time them all round-robin (:func:`interleave`)."""
     import torch
 
     from trainers.bench.measure import build_runner, interleave
     opts, rounds, warmup = plan.opts, plan.rounds, plan.warmup
     device = torch.device(opts.device)
     runners = []
-    for case in plan.speed_cases:
+    for case in interleaved_cases(plan.speed_cases):
         t0 = time.perf_counter()
         runners.append(build_runner(case, device, opts.engine))
         say(f"  ready {case.name:<8} {case.describe()}  ({time.perf_counter() - t0:.1f}s)")
@@ -46,8 +54,11 @@ def _ms(values) -> tuple[float, ...]:
     return tuple(v * 1000.0 for v in values)
 
 
-def speed_stats(speed_cases, times: dict[str, list[float]], conditions: dict) -> list[Stat]:
-    """Metrics of the interleaved timings ``times`` (seconds per unit, one value per round)."""
+def speed_stats(speed_cases, times: dict[str, list[float]], conditions: dict,
+                info: dict[str, dict] | None = None) -> list[Stat]:
+    """Metrics of the interleaved timings ``times`` (seconds per unit, one value per round; ``info``:
+    the runners' constants, see trainers.bench.measure.Timings)."""
+    speed_cases = [c for c in speed_cases if c.name in times]
     by_name = {c.name: c for c in speed_cases}
     fp = {c.name: C.fingerprint(c, conditions) for c in speed_cases}
     ratios, absolute = [], []
@@ -80,4 +91,4 @@ def speed_stats(speed_cases, times: dict[str, list[float]], conditions: dict) ->
         elif isinstance(case, C.FidCase):
             absolute.append(Stat("fid_ms", _ms(t), "ms", False, fp[case.name], case.describe()))
             per_vanilla("fid_per_vanilla_step", case, t, "FID evaluation time / vanilla step time")
-    return ratios + absolute
+    return ratios + absolute + efficiency_stats(speed_cases, times, info or {}, conditions)

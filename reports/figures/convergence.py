@@ -56,6 +56,8 @@ def convergence_curves(table: ConfigTable, curves: pl.DataFrame) -> plt.Figure |
                 ax.fill_between(step, lo, hi, color=colors[row["name"]], alpha=0.15, lw=0)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
+        if column == "fid_k" and table.reference_fid_k is not None:  # the time-to-quality target
+            ax.axhline(table.reference_fid_k, color="0.35", ls=":", lw=1.0, label="vanilla's final FID-k")
         if column == "fid_k":
             ax.set_title(f"FID-k during training{feature_note(table)}", fontsize=10)
             ax.set_ylabel("FID-k ↓")

@@ -2,8 +2,11 @@
 
     cases.py     the fixed, named suite (speed and quality cases, at scale "full" or "tiny") and
                  the fingerprints that tie a baseline entry to a case definition
-    measure.py   a runner per speed case (one real training step, sampling batch, FID evaluation,
-                 GEMM chain) and :func:`~trainers.bench.measure.interleave`, the round-robin timing
+    measure.py   :func:`~trainers.bench.measure.interleave`, the round-robin timing, and a runner per
+                 speed case (sampling batch, FID evaluation, GEMM chain, matmul peak)
+    steps.py     the training-step runners (the real DeepSpeed path; a preset's step with its FLOPs)
+    startup.py   fresh processes launched one by one: a training process to its first step,
+                 import deepspeed + init_distributed (the child is ``dsinit.py``)
 
 Everything that drives a run lives in ``platform/bench`` (``python -m platform.bench``): the
 options, the speed and quality suites built from these cases, the noise bands and the baseline

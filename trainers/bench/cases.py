@@ -14,6 +14,18 @@ Speed cases (interleaved round-robin, see measure.py):
   switch         the same with Switch-DiT (only when routing kind "learned" exists)
   sample         DDIM 25-step sampling on DiT-T/4 (Fashion-MNIST shape), time per image
   fid            domain-feature FID + precision/recall of 2k samples against the cached reference
+  laptop         training steps of the laptop preset's model as the preset trains it (model, image
+                 size, micro-batch, precision read from trainers.presets when the suite is built), in
+                 the precision the preset resolves to on this machine (``auto`` -> amp-bf16 on AMX /
+                 AVX512-BF16 CPUs); laptop_fp32 the same steps in fp32 (laptop_auto, in ``auto``,
+                 when the preset itself runs fp32); peak a square GEMM in the preset's precision
+                 (the machine's matmul peak for the MFU)
+Fresh processes (launched one after the other, not interleaved; see startup.py):
+  startup        ``python -m trainers.train --preset laptop --steps 1 ...``: launch -> first step, and
+                 the process's whole wall time
+  dsinit         ``import deepspeed`` + trainers' ``init_deepspeed_distributed`` in a fresh process
+  dsinit_jit     the same with DeepSpeed's own ``init_distributed`` (JIT-builds its shm op on CPU,
+                 ~1.5 min): optional, only when named in ``--cases``
 Quality cases (trainers.training.run.train, several seeds): FID-k of vanilla and DTR.
 """
 from __future__ import annotations
@@ -111,7 +123,121 @@ class QualityCase:
                 f"FID-{o.get('final_eval_samples')} ({o.get('feature_set', 'domain')}), seeds {list(self.seeds)}")
 
 
-Case = TrainStepCase | SampleCase | FidCase | CalibCase | QualityCase
+@dataclass(frozen=True)
+class PresetStepCase:
+    """Training steps of a preset's model at the preset's micro-batch (one micro-batch a step), on
+    random data of its dataset's shape, in ``precision``; :func:`preset_step_case` reads the preset."""
+
+    name: str
+    preset: str
+    model: str
+    dataset: str
+    image_size: int
+    micro_batch: int
+    precision: str                     # as configured ("auto" resolves on the device when measured)
+    routing: str = "none"
+    steps_per_round: int = 2
+    group: tuple[str, ...] = ()        # measured together: the two precisions and the peak
+    seed: int = 0
+    kind: str = "preset_step"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return self.group
+
+    def describe(self) -> str:
+        return (f"{self.preset} preset: {self.model} train step, micro-batch {self.micro_batch} x "
+                f"{self.image_size}px {self.dataset}, precision {self.precision}, {self.steps_per_round} steps/round")
+
+
+@dataclass(frozen=True)
+class PeakCase:
+    """A square GEMM in the precision of ``preset``: the matmul peak the MFU divides by."""
+
+    name: str = "peak"
+    preset: str = "laptop"
+    precision: str = ""                # the preset's precision as configured
+    size: int = 1024                   # trainers.training.efficiency.CALIBRATION_SIZE
+    repeats: int = 3
+    group: tuple[str, ...] = ()
+    kind: str = "peak"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return self.group
+
+    def describe(self) -> str:
+        return f"{self.size}-square matmul in the {self.preset} preset's precision ({self.precision}): machine peak"
+
+
+@dataclass(frozen=True)
+class StartupCase:
+    """Fresh ``python -m trainers.train`` processes of ``preset`` that train one step and stop."""
+
+    name: str = "startup"
+    preset: str = "laptop"
+    launches: int = 3
+    kind: str = "startup"
+    needs = ()
+    optional = False
+
+    def describe(self) -> str:
+        return (f"fresh `python -m trainers.train --preset {self.preset} --steps 1` x{self.launches}: launch -> "
+                "first step (metrics.jsonl), and process wall time")
+
+
+@dataclass(frozen=True)
+class DsInitCase:
+    """``import deepspeed`` + init_distributed in fresh processes, each with an empty TORCH_EXTENSIONS_DIR;
+    ``declared_ops=False`` calls DeepSpeed's own init_distributed (a JIT build of its shm op on CPU)."""
+
+    name: str = "dsinit"
+    declared_ops: bool = True
+    launches: int = 3
+    kind: str = "dsinit"
+    needs = ()
+
+    @property
+    def optional(self) -> bool:
+        return not self.declared_ops   # minutes of compiling: only when named in --cases
+
+    def describe(self) -> str:
+        how = ("trainers' init_deepspeed_distributed (op table declared)" if self.declared_ops
+               else "deepspeed.init_distributed as shipped (probes/JIT-builds ops)")
+        return f"fresh process: import deepspeed + {how}, x{self.launches}"
+
+
+Case = (TrainStepCase | SampleCase | FidCase | CalibCase | QualityCase | PresetStepCase | PeakCase | StartupCase
+        | DsInitCase)
+PROCESS_CASES = (StartupCase, DsInitCase)   # fresh processes, launched one by one (not interleaved)
+
+
+def needs(case) -> tuple[str, ...]:
+    """The cases a selected case is measured with (its ratios' denominators, the MFU's peak)."""
+    return getattr(case, "needs", ("calib", "vanilla"))
+
+
+def optional(case) -> bool:
+    """Whether the case runs only when named in ``--cases``."""
+    return bool(getattr(case, "optional", False))
+
+
+def efficiency_cases(preset: str, *, micro_batch: int | None = None, steps_per_round: int = 2,
+                     peak_repeats: int = 3) -> tuple:
+    """``preset``'s training step as the preset defines it now (read from trainers.presets, never
+    hard-coded here) in its own precision (case ``<preset>``: the MFU) and in the other side of the
+    fp32 / reduced-precision comparison (``<preset>_fp32``, or ``<preset>_auto`` when the preset
+    itself runs fp32), and the matmul peak in the preset's precision."""
+    from trainers.presets import preset_config
+    cfg = preset_config(preset)
+    other = "auto" if cfg.precision == "fp32" else "fp32"
+    group = (preset, f"{preset}_{other}", "peak")
+    step = {"preset": preset, "model": cfg.model, "dataset": cfg.dataset, "image_size": cfg.image_size,
+            "micro_batch": micro_batch or cfg.micro_batch, "routing": cfg.routing,
+            "steps_per_round": steps_per_round, "group": group}
+    return (PresetStepCase(group[0], precision=cfg.precision, **step),
+            PresetStepCase(group[1], precision=other, **step),
+            PeakCase(preset=preset, precision=cfg.precision, repeats=peak_repeats, group=group))
 
 
 @dataclass(frozen=True)
@@ -123,14 +249,23 @@ class Suite:
     quality: tuple
 
 
+def _efficiency(scale: str) -> tuple:
+    """The laptop preset's step in its own precision and in fp32, the matmul peak, the fresh processes."""
+    full = scale == "full"
+    launches = 3 if full else 1
+    return (*efficiency_cases("laptop", micro_batch=None if full else 8, peak_repeats=3 if full else 2),
+            StartupCase(launches=launches), DsInitCase(launches=launches),
+            DsInitCase("dsinit_jit", declared_ops=False, launches=1))
+
+
 def _speed(scale: str, learned: bool) -> tuple:
     names = [("vanilla", "none"), ("dtr", "dtr"), ("rtr", "random")] + ([("switch", "learned")] if learned else [])
     if scale == "full":
         train = [TrainStepCase(n, r) for n, r in names]
-        return (CalibCase(), *train, SampleCase(), FidCase())
+        return (CalibCase(), *train, SampleCase(), FidCase(), *_efficiency(scale))
     train = [TrainStepCase(n, r, model="DiT-T/4", steps_per_round=5) for n, r in names]
     return (CalibCase(rows=64, chain=2), *train, SampleCase(sample_steps=5, images_per_round=4, repeats=2),
-            FidCase(samples=256, ref_n=2000))
+            FidCase(samples=256, ref_n=2000), *_efficiency(scale))
 
 
 def _quality(scale: str) -> tuple:

@@ -11,17 +11,15 @@ process CPU time (the time our thread actually ran, not the time it waited for a
 here it cut the per-round ratio spread roughly in half vs wall time), and a round keeps each
 case's fastest unit.
 
-Training steps go through the real path of trainers/training/loop.py: ``DiffusionObjective``
-wrapped in a DeepSpeed engine (ZeRO-0, torch AdamW as client optimizer), ``engine.backward``
-and ``engine.step``, then the EMA update.  ``engine="torch"`` times the same objective with a
-plain ``torch.optim.AdamW`` (no DeepSpeed) for machines where DeepSpeed is unavailable.
+Training steps go through the real path of trainers/training/loop.py (steps.py holds those
+runners); the GEMM runners (the calibration chain, the matmul peak), sampling and FID are here.
+A runner may carry ``info`` (a dict of constants such as FLOPs per unit): :func:`interleave`
+hands it on in :attr:`Timings.info`.
 """
 from __future__ import annotations
 
 import gc
-import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +27,8 @@ from typing import Protocol
 
 import torch
 
-from trainers.bench.cases import CalibCase, FidCase, SampleCase, TrainStepCase
-
-ENGINES = ("deepspeed", "torch")
-
+from trainers.bench.cases import CalibCase, FidCase, PeakCase, PresetStepCase, SampleCase, TrainStepCase
+from trainers.bench.steps import PresetStepRunner, TrainStepRunner
 
 CLOCKS = ("cpu", "wall")
 
@@ -70,10 +66,12 @@ def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
 
 @dataclass
 class Timings:
-    """Per case, one value per round (seconds per unit on ``clock``), and the clocks' totals."""
+    """Per case, one value per round (seconds per unit on ``clock``), the clocks' totals, and each
+    runner's ``info`` (constants its metrics need, e.g. FLOPs per unit)."""
 
     clock: str
     rounds: dict[str, list[float]] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
     cpu_total: float = 0.0
     wall_total: float = 0.0
 
@@ -100,7 +98,7 @@ def interleave(runners: list, rounds: int, warmup: int = 1, clock: str = "cpu", 
     for _ in range(warmup):
         for runner in runners:
             runner.unit()
-    out = Timings(clock, {r.name: [] for r in runners})
+    out = Timings(clock, {r.name: [] for r in runners}, {r.name: dict(getattr(r, "info", {})) for r in runners})
     k = len(runners)
     for r in range(rounds):
         gc.collect()
@@ -140,84 +138,26 @@ class CalibRunner:
         self.out = h
 
 
-def init_distributed(device: torch.device) -> None:
-    """A one-process group, as the training loop makes (DeepSpeed needs one)."""
-    from trainers.training.distributed import ensure_single_process_env
-    ensure_single_process_env()
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
-    import deepspeed
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+class PeakRunner:
+    """One unit = a ``case.size``-square matmul in the dtype of the precision ``case.precision``
+    resolves to (bf16 for bf16/amp-bf16, fp16, else fp32), like
+    trainers.training.efficiency.peak_matmul_flops; timed on the bench's clock, interleaved with
+    the steps it is compared with, so the MFU is a ratio of two things measured in the same rounds."""
 
-
-class TrainStepRunner:
-    """One unit = one real training step; ``steps_per_round`` of them per round.
-
-    Every case replays the same batches (data, labels, timesteps, noise from ``case.seed``), so
-    routed and plain models do exactly the same work apart from the routing.
-    """
-
-    POOL = 4  # distinct batches, cycled
-
-    def __init__(self, case: TrainStepCase, device: torch.device, engine: str = "deepspeed"):
-        from trainers.config import RunConfig
-        from trainers.diffusion.gaussian import GaussianDiffusion
-        from trainers.models import build_model
-        from trainers.training.ema import EMA
-        from trainers.training.objective import DiffusionObjective
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.name, self.case, self.device, self.engine_kind = case.name, case, device, engine
-        self.repeats, self.per_unit = case.steps_per_round, 1
-        self.cfg = RunConfig(model=case.model, routing=case.routing, beta=case.beta, alpha=case.alpha,
-                             dataset="latents", global_batch=case.batch, micro_batch=case.batch,
-                             seed=case.seed, progress=False)
-        torch.manual_seed(case.seed)
-        model = build_model(case.model, input_size=case.shape[-1], in_channels=case.shape[0],
-                            num_classes=case.num_classes, learn_sigma=self.cfg.learn_sigma,
-                            routing=self.cfg.routing_spec())
-        diffusion = GaussianDiffusion(self.cfg.schedule, self.cfg.num_timesteps, learn_sigma=self.cfg.learn_sigma)
-        self.objective = DiffusionObjective(self.cfg, model, diffusion)
-        self.ema = EMA(model, self.cfg.ema_decay)
-        if engine == "deepspeed":
-            import deepspeed
-
-            from trainers.training.loop import deepspeed_config
-            init_distributed(device)
-            optimizer = torch.optim.AdamW(self.objective.param_groups(), lr=self.cfg.lr,
-                                          weight_decay=self.cfg.weight_decay)
-            self.engine, _, _, _ = deepspeed.initialize(model=self.objective, optimizer=optimizer,
-                                                        config=deepspeed_config(self.cfg, 1))
-        else:
-            self.objective.to(device)
-            self.engine = None
-            self.optimizer = torch.optim.AdamW(self.objective.param_groups(), lr=self.cfg.lr,
-                                               weight_decay=self.cfg.weight_decay)
-        self.ema.model.to(device)
-        g = torch.Generator().manual_seed(case.seed)
-        n = case.batch
-        self.batches = []
-        for _ in range(self.POOL):
-            t, cluster = self.objective.sample_timesteps(n, g)
-            self.batches.append(tuple(v.to(device) for v in (
-                torch.randn((n, *case.shape), generator=g), torch.randint(0, case.num_classes, (n,), generator=g),
-                t, torch.randn((n, *case.shape), generator=g), cluster)))
-        self.step = 0
+    def __init__(self, case: PeakCase, device: torch.device):
+        from trainers.precision import resolve_precision
+        self.name, self.case, self.device = case.name, case, device
+        self.repeats, self.per_unit = case.repeats, 1
+        precision_ran = resolve_precision(case.precision, device.type)
+        dtype = {"bf16": torch.bfloat16, "amp-bf16": torch.bfloat16, "fp16": torch.float16}.get(precision_ran,
+                                                                                               torch.float32)
+        g = torch.Generator().manual_seed(0)
+        self.a, self.b = (torch.randn(case.size, case.size, generator=g).to(device=device, dtype=dtype)
+                          for _ in range(2))
+        self.info = {"flops_per_unit": 2.0 * case.size ** 3, "precision_ran": precision_ran}
 
     def unit(self) -> None:
-        x, y, t, noise, cluster = self.batches[self.step % self.POOL]
-        self.step += 1
-        if self.engine is not None:
-            loss, _ = self.engine(x, y, t, noise, cluster)
-            self.engine.backward(loss)
-            self.engine.step()
-        else:
-            loss, _ = self.objective(x, y, t, noise, cluster)
-            loss.backward()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.objective.model, self.step)
-
+        self.out = self.a @ self.b
 
 
 class SampleRunner:
@@ -275,6 +215,10 @@ class FidRunner:
 def build_runner(case, device: torch.device, engine: str = "deepspeed") -> Runner:
     if isinstance(case, TrainStepCase):
         return TrainStepRunner(case, device, engine)
+    if isinstance(case, PresetStepCase):
+        return PresetStepRunner(case, device, engine)
+    if isinstance(case, PeakCase):
+        return PeakRunner(case, device)
     if isinstance(case, SampleCase):
         return SampleRunner(case, device)
     if isinstance(case, FidCase):

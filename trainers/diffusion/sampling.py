@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from trainers.diffusion.gaussian import GaussianDiffusion
+from trainers.precision import autocast
 
 __all__ = ["space_timesteps", "SpacedDiffusion", "respace", "combine_cfg",
            "guided_output", "sample"]
@@ -105,7 +106,8 @@ def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
 def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str = "ddpm",
            y=None, cfg_scale: float = 1.0, guided_channels: int | None = None,
            eta: float = 0.0, clip_denoised: bool = False,
-           generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+           generator: torch.Generator | None = None, progress: bool = False,
+           precision: str = "fp32") -> torch.Tensor:
     """Draw x0 samples of ``shape`` (N, C, H, W).
 
     ``method="ddpm"``: ancestral sampling with the learned variance (fixed-large
@@ -115,6 +117,8 @@ def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str
     clamps the x0 prediction to [-1, 1]: False for DiT latents, pass True for pixels.
     All noise comes from ``generator`` (a fresh randomly seeded CPU one when None).
     The model is put in eval mode for the call (label dropout off) and restored after.
+    ``precision`` is a resolved run precision (trainers/precision.py): "amp-bf16" runs the model
+    under bf16 autocast; the sampler's own arithmetic stays in float32.
     """
     if method not in ("ddpm", "ddim"):
         raise ValueError(f"method must be 'ddpm' or 'ddim', got {method!r}")
@@ -143,7 +147,9 @@ def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str
     try:
         for i in indices:
             t = torch.full((n,), i, dtype=torch.long, device=device)
-            out = guided_output(model, x, tmap.to(device)[t], y, cfg_scale, guided_channels)
+            with autocast(precision, device.type):
+                out = guided_output(model, x, tmap.to(device)[t], y, cfg_scale, guided_channels)
+            out = out.float()
             if method == "ddpm":
                 x = sp.p_sample_step(out, x, t, _randn(shape, generator, device), clip_denoised)
             else:

@@ -163,22 +163,29 @@ def precision_recall(real_feats, fake_feats, k: int = 3, chunk: int = 1024) -> t
 
 def evaluate_samples(samples, dataset: str, feature_set="domain", *, split: str = "train", ref_n: int | None = None,
                      pr_k: int = 3, is_splits: int = 10, device=None, data_root: str | None = None,
-                     cache_dir: str | None = None) -> dict:
-    """FID, IS (domain set only; None for Inception), precision and recall of ``samples``.
+                     cache_dir: str | None = None, labels=None) -> dict:
+    """FID, IS (domain set only; None for Inception), precision and recall of ``samples``, and
+    with ``labels`` (the classes the samples were conditioned on) their label accuracy.
 
     ``samples``: float (N, C, H, W) in [-1, 1] or uint8 (N, H, W, C). ``ref_n``: real images in
-    the reference (None = the whole split; expensive for Inception on CPU).
+    the reference (None = the whole split; expensive for Inception on CPU).  Label accuracy is
+    the fraction of samples the feature set's classifier assigns to their conditioning class
+    (needs a classifier head: the domain set; None otherwise).
     """
     fs = get_feature_set(feature_set, dataset, device, data_root, cache_dir)
     ref = reference(dataset, fs, split, ref_n, image_size=_image_size(samples), data_root=data_root,
                     cache_dir=cache_dir, device=device)
     feats = fs.features(samples)
     fid = frechet_distance(*feature_stats(feats), ref["mu"], ref["sigma"])
-    is_mean = is_std = None
+    is_mean = is_std = label_accuracy = None
     if fs.logits_fn is not None:
-        is_mean, is_std = inception_score(fs.logits(samples), splits=is_splits)
+        logits = fs.logits(samples)
+        is_mean, is_std = inception_score(logits, splits=is_splits)
+        if labels is not None:
+            label_accuracy = float((logits.argmax(1) == np.asarray(labels)).mean())
     m = min(len(feats), len(ref["pr_feats"]))
     precision, recall = precision_recall(ref["pr_feats"][:m], feats, k=pr_k)
     return {"fid": fid, "is_mean": is_mean, "is_std": is_std, "precision": precision, "recall": recall,
+            "label_accuracy": label_accuracy,
             "feature_set": fs.name, "num_samples": int(len(feats)), "reference": f"{dataset}/{split}",
             "reference_n": int(ref["n"])}

@@ -60,3 +60,26 @@ def all_reduce_mean(value):
     value = value.detach().float().clone()
     dist.all_reduce(value)
     return value / dist.get_world_size()
+
+
+class _NoCompiledOps(dict):
+    """DeepSpeed's table of compatible ops, declared instead of probed: every op "incompatible"."""
+
+    def __missing__(self, key):
+        return False
+
+
+def init_deepspeed_distributed(device_type: str) -> None:
+    """``deepspeed.init_distributed`` with the device's backend (nccl on GPUs, gloo on CPUs).
+
+    On CPUs DeepSpeed would otherwise probe-compile its ops to learn which are compatible and
+    JIT-build its shared-memory all-reduce op (``deepspeed_shm_comm``: 30-90 s, and again whenever
+    the compiler environment differs between commands).  Nothing here needs a compiled op on a
+    CPU (gloo does the all-reduce, the optimizer is torch's AdamW), so the op table is declared
+    up front with every op off: a process reaches its first step in seconds."""
+    import deepspeed
+    if device_type == "cpu":
+        import deepspeed.ops as ops
+        if "__compatible_ops__" not in vars(ops):
+            ops.__compatible_ops__ = _NoCompiledOps()
+    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo")

@@ -24,6 +24,7 @@ from trainers.diffusion.gaussian import GaussianDiffusion
 from trainers.evaluation.artifacts import write_final_artifacts
 from trainers.evaluation.evaluate import evaluate_model
 from trainers.models.from_config import model_for
+from trainers.precision import resolve_precision
 from trainers.training.batches import (
     BatchSchedule,
     load_batch,
@@ -45,11 +46,13 @@ from trainers.training.distributed import (
     barrier,
     broadcast_object,
     ensure_single_process_env,
+    init_deepspeed_distributed,
     rank_and_world,
 )
+from trainers.training.efficiency import peak_matmul_flops, train_flops_per_image
 from trainers.training.ema import EMA
 from trainers.training.objective import DiffusionObjective
-from trainers.training.tracking import MetricsFile, MlflowRun
+from trainers.training.tracking import MetricsFile, MlflowRun, read_metrics
 
 log = logging.getLogger(__name__)
 Report = Callable[[dict, "str | None"], None]
@@ -59,7 +62,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops instead of continuing silently."""
 
 
-def deepspeed_config(cfg: RunConfig, world_size: int) -> dict:
+def deepspeed_config(cfg: RunConfig, world_size: int, precision_ran: str | None = None) -> dict:
     per_step = cfg.micro_batch * world_size
     if cfg.global_batch % per_step:
         raise ValueError(f"global_batch={cfg.global_batch} must be divisible by micro_batch x world_size "
@@ -70,8 +73,8 @@ def deepspeed_config(cfg: RunConfig, world_size: int) -> dict:
         "gradient_accumulation_steps": cfg.global_batch // per_step,
         "gradient_clipping": cfg.grad_clip,
         "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": cfg.precision == "bf16"},
-        "fp16": {"enabled": cfg.precision == "fp16"},
+        "bf16": {"enabled": (precision_ran or cfg.precision) == "bf16"},
+        "fp16": {"enabled": (precision_ran or cfg.precision) == "fp16"},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -85,11 +88,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def _init_engine(cfg: RunConfig, objective: DiffusionObjective, world_size: int):
+    """DeepSpeed engine over the objective, with torch's AdamW as the client optimizer."""
     import deepspeed
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     optimizer = torch.optim.AdamW(objective.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     engine, _, _, _ = deepspeed.initialize(model=objective, optimizer=optimizer,
-                                           config=deepspeed_config(cfg, world_size))
+                                           config=deepspeed_config(cfg, world_size, objective.precision_ran))
     return engine
 
 
@@ -107,8 +111,7 @@ def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str
     ensure_single_process_env()
     if threads:
         torch.set_num_threads(threads)
-    import deepspeed
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    init_deepspeed_distributed("cuda" if torch.cuda.is_available() else "cpu")
     rank, world = rank_and_world()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
 
@@ -124,7 +127,8 @@ def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str
                             random_flip=cfg.random_flip, seed=cfg.seed)
     model = model_for(cfg)
     diffusion = GaussianDiffusion(cfg.schedule, cfg.num_timesteps, learn_sigma=cfg.learn_sigma)
-    objective = DiffusionObjective(cfg, model, diffusion)
+    precision_ran = resolve_precision(cfg.precision, device.type)
+    objective = DiffusionObjective(cfg, model, diffusion, precision_ran)
     ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup) if rank == 0 else None
     t0 = time.perf_counter()
     engine = _init_engine(cfg, objective, world)
@@ -140,6 +144,8 @@ def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str
 
     tracker = MlflowRun(cfg, parent_run_id=parent_run_id, enabled=mlflow_enabled and rank == 0,
                         resuming=resume_path is not None)
+    if rank == 0:
+        tracker.set_tags({"precision_ran": precision_ran})
     metrics_file = MetricsFile(cfg.run_dir, resume_step=start_step if resume_path else None) if rank == 0 else None
     try:
         result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
@@ -165,9 +171,15 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     # throughput counts the training step only (not logging, evaluation or checkpoints); every
     # rank measures it, so every rank's reports carry it (a searcher may optimise images_per_s)
     window_seconds, window_images, throughputs = 0.0, 0, []
+    # wall_s: seconds since the run started (a resumed run continues from its last logged value)
+    wall_origin = time.perf_counter() - (_last_wall_seconds(cfg.run_dir, start_step) if rank == 0 else 0.0)
     last_fid, unreported_ckpt = {}, None
+    flops_per_image = peak_flops = None
     if rank == 0:
-        tracker.log_metrics({"deepspeed_init_s": init_seconds}, step=start_step)
+        flops_per_image = train_flops_per_image(objective.model)
+        peak_flops = peak_matmul_flops(objective.precision_ran, device)
+        tracker.log_metrics({"deepspeed_init_s": init_seconds, "peak_flops_per_s": peak_flops,
+                             "train_gflops_per_image": flops_per_image / 1e9}, step=start_step)
         if start_step:
             tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
     for step in range(start_step, cfg.steps):
@@ -210,7 +222,9 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         if rank == 0 and is_log:
             record = {"step": done, "loss": torch.stack(losses).mean().item(),
                       "mse": torch.stack(mses).mean().item(), "vb": torch.stack(vbs).mean().item(),
-                      "images_per_s": throughputs[-1],
+                      "images_per_s": throughputs[-1], "wall_s": time.perf_counter() - wall_origin,
+                      "model_flops_per_s": throughputs[-1] * flops_per_image,
+                      "mfu": throughputs[-1] * flops_per_image / world / peak_flops,
                       "peak_memory_mb": peak_memory_mb(device), "epoch": schedule.epoch_of(done)}
             if priors:
                 record["prior"] = torch.stack(priors).mean().item()
@@ -230,7 +244,8 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             if rank == 0:
                 last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
                 tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
-                metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"]})
+                metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"],
+                                    "wall_s": time.perf_counter() - wall_origin})
             last_fid = broadcast_object(last_fid)
         if is_ckpt:
             unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
@@ -265,6 +280,12 @@ def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
         bad = bad.to(loss.device)
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     return bad.item() == 0.0
+
+
+def _last_wall_seconds(run_dir: str, step: int) -> float:
+    """The ``wall_s`` of the last record at or before ``step`` (0 for a fresh run)."""
+    walls = [r["wall_s"] for r in read_metrics(run_dir) if "wall_s" in r and r.get("step", 0) <= step]
+    return walls[-1] if step and walls else 0.0
 
 
 def _throughput(throughputs: list[float]) -> dict:

@@ -17,6 +17,7 @@ from trainers.diffusion.interval_clustering import (
     timestep_clusters,
 )
 from trainers.diffusion.weighting import UncertaintyWeighting, combine_loss
+from trainers.precision import autocast
 
 
 def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tuple[int, int]]:
@@ -31,9 +32,10 @@ def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tupl
 class DiffusionObjective(nn.Module):
     """``forward(x0, y, t, noise, cluster_idx) -> (loss, logs)`` for one micro-batch."""
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, diffusion: GaussianDiffusion):
+    def __init__(self, cfg: RunConfig, model: nn.Module, diffusion: GaussianDiffusion, precision_ran: str = "fp32"):
         super().__init__()
         self.cfg, self.model, self.diffusion = cfg, model, diffusion
+        self.precision_ran = precision_ran  # "amp-bf16": the model's forward under bf16 autocast
         self.uw = UncertaintyWeighting(cfg.uw_clusters) if cfg.weighting == "ant_uw" else None
         self.uw_bounds = uw_cluster_bounds(cfg, diffusion) if self.uw is not None else None
         self.gamma = {"min_snr": cfg.min_snr_gamma, "p2": cfg.p2_gamma}.get(cfg.weighting)
@@ -57,7 +59,8 @@ class DiffusionObjective(nn.Module):
 
     def _model_fp32_out(self, x, t, y=None):
         dtype = next(self.model.parameters()).dtype
-        return self.model(x.to(dtype), t, y).float()
+        with autocast(self.precision_ran, x.device.type):
+            return self.model(x.to(dtype), t, y).float()
 
     def forward(self, x0, y, t, noise, cluster_idx):
         kwargs = {"y": y if self.model.num_classes > 1 else None}
