@@ -159,8 +159,7 @@ def run_sweep(opts: SweepOptions) -> dict:
     ctx = dict(sweep_dir=sweep_dir, parent_run_id=parent, mlflow_experiment=experiment, base=base.to_dict(),
                baselines={k: c.to_dict() for k, c in baseline_configs(space, budget, dict(opts.overrides)).items()},
                labels={"space": space.name, "budget": budget.name}, cpus_per_worker=budget.cpus_per_trial,
-               gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial,
-               max_failures=budget.max_failures)
+               gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial)
     grids = {}
     if space.baselines:
         phase_ctx = TrialContext(phase="baselines", **ctx)

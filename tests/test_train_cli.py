@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from train_support import artifact_names, cli, error_lines, mlflow_client, smoke
+from train_support import artifact_names, cli, error_lines, mlflow_client, run_id_of, smoke
 
 from trainers.config import RunConfig
 from trainers.presets import preset_config
@@ -80,3 +80,18 @@ def test_cli_dry_run_prints_the_resolved_config(train_env, args, overrides):
     if overrides.get("run_dir", "").startswith("<runs>"):
         overrides["run_dir"] = overrides["run_dir"].replace("<runs>", os.environ["DTR_RUNS_DIR"])
     assert RunConfig.from_dict(json.loads(proc.stdout)) == preset_config("smoke", **overrides)
+
+
+def test_failed_evaluation_keeps_the_checkpoint_of_its_step(train_env):
+    """Checkpoint first: a step that checkpoints and evaluates writes the checkpoint before the
+    evaluation, so an evaluation that fails (here: a feature set that does not exist, a real
+    failure of the metric code) costs no training; the run fails saying so."""
+    from trainers.training.loop import EvaluationError
+    from trainers.training.run import train
+    cfg = smoke(train_env, "eval-fails", steps=10, ckpt_every=5, eval_every=5, final_eval_samples=0,
+                feature_set="no-such-features")
+    with pytest.raises(EvaluationError, match="step 5"):
+        train(cfg, threads=1)
+    assert latest_checkpoint(cfg.run_dir).endswith(tag_for(5))
+    run = mlflow_client().get_run(run_id_of(cfg))
+    assert run.info.status == "FAILED" and run.data.tags["error"].startswith("EvaluationError")

@@ -97,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from trainers.data.base import DatasetUnavailable
     from trainers.training.checkpoint import ConfigMismatch
-    from trainers.training.loop import NonFiniteLossError
+    from trainers.training.loop import EvaluationError, NonFiniteLossError
     from trainers.training.run import train
     try:
         result = train(cfg, resume=args.resume, mlflow_enabled=not args.no_mlflow, threads=args.threads)
-    except (ConfigMismatch, NonFiniteLossError, DatasetUnavailable, FileNotFoundError, ValueError) as err:
+    except (ConfigMismatch, NonFiniteLossError, EvaluationError, DatasetUnavailable, FileNotFoundError,
+            ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3 if isinstance(err, NonFiniteLossError) else 2
     print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=2))

@@ -62,6 +62,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops instead of continuing silently."""
 
 
+class EvaluationError(RuntimeError):
+    """The FID-k evaluation during training failed; the step's checkpoint was already written."""
+
+
 def deepspeed_config(cfg: RunConfig, world_size: int, precision_ran: str | None = None) -> dict:
     per_step = cfg.micro_batch * world_size
     if cfg.global_batch % per_step:
@@ -239,17 +243,18 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                       f"{record['images_per_s']:.0f} img/s", flush=True)
         is_eval = cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
         is_ckpt = cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps
+        # checkpoint first: an evaluation that fails must not cost the training before it
+        if is_ckpt:
+            unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
+            barrier()
         if is_eval:
-            fid_k = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.eval_k, rank=rank, device=device)
+            fid_k = _evaluate_during_training(ema, diffusion, cfg, done, rank, device)
             if rank == 0:
                 last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
                 tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
                 metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"],
                                     "wall_s": time.perf_counter() - wall_origin})
             last_fid = broadcast_object(last_fid)
-        if is_ckpt:
-            unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
-            barrier()
         # every report carries the metric (schedulers and Optuna need it): the newest checkpoint
         # travels with the next FID-k; a retried trial also resumes from newer local checkpoints
         if report and last_fid and (is_eval or is_ckpt):
@@ -269,6 +274,16 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         final = write_final_artifacts(cfg, final, objective.model, tracker)
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
     return {**final, **_throughput(throughputs), "_checkpoint": path}
+
+
+def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, device) -> dict:
+    try:
+        return evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.eval_k, rank=rank, device=device)
+    except Exception as err:
+        kept = latest_checkpoint(cfg.run_dir)
+        raise EvaluationError(f"FID-k evaluation at step {step} failed ({type(err).__name__}: {err}); training up "
+                              f"to the newest checkpoint is kept ({kept or 'none yet'}) and a retry resumes "
+                              "from it") from err
 
 
 def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:

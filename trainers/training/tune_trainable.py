@@ -34,7 +34,6 @@ class TrialContext:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     workers: int = 1
-    max_failures: int = 2
 
 
 def trial_config(ctx: TrialContext, params: dict, trial_name: str) -> RunConfig:
@@ -149,7 +148,9 @@ def _run_distributed_trial(params: dict, ctx: TrialContext) -> None:
             if ctx.gpus_per_worker > 0 else {"CPU": ctx.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=name, storage_path=os.path.join(ctx.sweep_dir, "train_runs"),
-            failure_config=ray.train.FailureConfig(max_failures=ctx.max_failures),
+            # one retry layer: Tune's (the sweep's FailureConfig) restarts the trial, which resumes from
+            # its newest checkpoint; a second Ray Train layer inside would multiply the retries
+            failure_config=ray.train.FailureConfig(max_failures=0),
             callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
