@@ -44,6 +44,12 @@ def resolve_precision(precision: str, device_type: str) -> str:
     return "amp-bf16" if cpu_has_bf16_matmul() else "fp32"
 
 
+def matmul_dtype(precision_ran: str) -> torch.dtype:
+    """The dtype matmuls run in under a resolved precision (bf16 for bf16 and amp-bf16)."""
+    return {"bf16": torch.bfloat16, "amp-bf16": torch.bfloat16, "fp16": torch.float16}.get(precision_ran,
+                                                                                          torch.float32)
+
+
 def autocast(precision_ran: str, device_type: str):
     """The forward-pass context of a resolved precision (bf16 autocast for amp-bf16, else nothing)."""
     if precision_ran == "amp-bf16":

@@ -145,12 +145,11 @@ class PeakRunner:
     the steps it is compared with, so the MFU is a ratio of two things measured in the same rounds."""
 
     def __init__(self, case: PeakCase, device: torch.device):
-        from trainers.precision import resolve_precision
+        from trainers.precision import matmul_dtype, resolve_precision
         self.name, self.case, self.device = case.name, case, device
         self.repeats, self.per_unit = case.repeats, 1
         precision_ran = resolve_precision(case.precision, device.type)
-        dtype = {"bf16": torch.bfloat16, "amp-bf16": torch.bfloat16, "fp16": torch.float16}.get(precision_ran,
-                                                                                               torch.float32)
+        dtype = matmul_dtype(precision_ran)
         g = torch.Generator().manual_seed(0)
         self.a, self.b = (torch.randn(case.size, case.size, generator=g).to(device=device, dtype=dtype)
                           for _ in range(2))

@@ -13,6 +13,7 @@ import time
 import torch
 
 from trainers.models.flops import forward_macs, measured_macs
+from trainers.precision import matmul_dtype
 
 CALIBRATION_SIZE = 1024
 
@@ -28,8 +29,7 @@ def train_flops_per_image(model: torch.nn.Module) -> float:
 
 def peak_matmul_flops(precision_ran: str, device: torch.device, seconds: float = 0.25) -> float:
     """FLOP/s of a ``CALIBRATION_SIZE``-square matmul in the run's precision on ``device``."""
-    dtype = torch.bfloat16 if precision_ran in ("bf16", "amp-bf16") else (
-        torch.float16 if precision_ran == "fp16" else torch.float32)
+    dtype = matmul_dtype(precision_ran)
     n = CALIBRATION_SIZE
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
