@@ -3,6 +3,7 @@
     python -m platform.search dtr_beta                       # laptop budget, local Ray, offline
     python -m platform.search dtr_beta --budget paper --address auto   # on a Ray cluster
     python -m platform.search dtr_beta                       # again: resumes the same sweep
+    python -m platform.search dtr_beta --dry-run             # what would run, estimated time; starts nothing
 
 Run from the repository root (``platform`` is also a stdlib module name; see README).
 """
@@ -35,9 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (host:port or 'auto'); default: start Ray on this machine")
     parser.add_argument("--sweep-dir", default=None, help="where the sweep lives (default runs/sweeps/<space>-<budget>)")
+    parser.add_argument("--name", default=None,
+                        help="name of the sweep: its directory is runs/sweeps/<name> (a new sweep beside the default)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: move an existing sweep directory aside (to <dir>.old-<time>) first")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials, baselines, seeds, concurrency and an estimated time; start nothing")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     parser.add_argument("--objectives", default="",
-                        help="comma-separated metrics for a multi-objective search, e.g. fid,images_per_s")
+                        help="comma-separated metrics for a multi-objective search, e.g. fid,images_per_s "
+                             "(any reported metric as NAME:min or NAME:max)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a run-config field for every trial, e.g. --set steps=2000 (repeatable)")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray (default: all)")
@@ -85,6 +93,15 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _move_aside(sweep_dir: str) -> None:
+    """``--fresh``: rename an existing sweep directory (never delete it) and say where it went."""
+    import time
+    if os.path.exists(sweep_dir):
+        target = f"{os.path.abspath(sweep_dir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.rename(sweep_dir, target)
+        print(f"--fresh: moved the existing sweep to {target}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -93,18 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         space.validate()
         if args.trials is not None and args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        if args.name and args.sweep_dir:
+            raise ValueError("give --name or --sweep-dir, not both")
         overrides = parse_overrides(args.set)
         from search_spaces.resolve import check_overrides
         check_overrides(space, get_budget(args.budget), overrides)
+        from platform.sweep import SweepOptions, default_sweep_dir, dry_run_text, run_sweep, sweep_settings
+        from trainers.paths import runs_dir
+        sweep_dir = args.sweep_dir or (os.path.join(runs_dir(), "sweeps", args.name) if args.name else None)
+        opts = SweepOptions(space=args.space, budget=args.budget, trials=args.trials,
+                            max_concurrent=args.max_concurrent, address=args.address, sweep_dir=sweep_dir,
+                            seed=args.seed, num_cpus=args.num_cpus, overrides=tuple(overrides.items()),
+                            objectives=tuple(m for m in args.objectives.split(",") if m))
+        sweep_settings(opts)  # raises on an unknown objective
+        if args.dry_run:
+            print(dry_run_text(opts))
+            return 0
         _check_reachable(args.address)
     except (ValueError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from platform.sweep import SweepOptions, run_sweep
-    opts = SweepOptions(space=args.space, budget=args.budget, trials=args.trials,
-                        max_concurrent=args.max_concurrent, address=args.address, sweep_dir=args.sweep_dir,
-                        seed=args.seed, num_cpus=args.num_cpus, overrides=tuple(overrides.items()),
-                        objectives=tuple(m for m in args.objectives.split(",") if m))
+    if args.fresh:
+        _move_aside(opts.sweep_dir or default_sweep_dir(args.space, args.budget))
     try:
         result = run_sweep(opts)
     except ValueError as err:

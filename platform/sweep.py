@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from reports.records_files import SETTINGS_FILE
 from search_spaces import SearchSpace, get_space
 from search_spaces.budgets import Budget, get_budget
 from search_spaces.resolve import base_config, baseline_configs
@@ -36,19 +37,123 @@ class SweepOptions:
     overrides: tuple = ()              # ((field, value), ...) applied to every trial
 
 
+# SETTINGS_FILE (sweep.json): what the sweep was started with; the report reads its objectives
+# settings a resumed sweep cannot change (Tuner.restore keeps the searcher, its study and its sample
+# count) -> the command-line flag that sets each
+FIXED_SETTINGS = {"trials": "--trials", "max_concurrent": "--max-concurrent", "seed": "--seed",
+                  "objectives": "--objectives", "overrides": "--set"}
+
+
 def default_sweep_dir(space: str, budget: str) -> str:
     return os.path.join(runs_dir(), "sweeps", f"{space}-{budget}")
 
 
+KNOWN_MODES = {"fid": "min", "fid_k": "min", "loss": "min", "precision": "max", "recall": "max", "is_mean": "max",
+               "label_accuracy": "max", "images_per_s": "max"}
+
+
 def _objective_modes(space: SearchSpace, objectives: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    known = {"fid": "min", "loss": "min", "precision": "max", "recall": "max", "is_mean": "max",
-             "images_per_s": "max"}
-    metrics = list(objectives) or [space.metric]
-    unknown = [m for m in metrics if m not in known and m != space.metric]
-    if unknown:
-        raise ValueError(f"unknown objective(s) {unknown}; choose from {sorted(known)}")
-    modes = [space.mode if m == space.metric else known[m] for m in metrics]
+    """Metric names and directions of ``--objectives`` (``name`` of a known metric, or ``name:min`` /
+    ``name:max`` for any other metric the trials report); default: the space's metric."""
+    metrics, modes = [], []
+    for item in objectives or (space.metric,):
+        name, _, mode = item.partition(":")
+        mode = mode or (space.mode if name == space.metric else KNOWN_MODES.get(name, ""))
+        if mode not in ("min", "max"):
+            raise ValueError(f"objective {item!r}: unknown metric; choose from {sorted(KNOWN_MODES)} or give "
+                             "its direction as NAME:min / NAME:max")
+        metrics.append(name)
+        modes.append(mode)
     return metrics, modes
+
+
+def sweep_settings(opts: SweepOptions) -> dict:
+    """The sweep's resolved settings (saved as ``<sweep_dir>/sweep.json``): space, budget, trial count,
+    concurrency, sampler seed, objectives with their directions, ``--set`` overrides."""
+    space, budget = get_space(opts.space), get_budget(opts.budget)
+    metrics, modes = _objective_modes(space, opts.objectives)
+    settings = {"space": space.name, "budget": budget.name,
+                "trials": opts.trials or budget.num_trials or space.num_trials,
+                "max_concurrent": opts.max_concurrent or budget.max_concurrent, "seed": opts.seed,
+                "objectives": metrics, "modes": modes, "overrides": dict(opts.overrides)}
+    return json.loads(json.dumps(settings))
+
+
+def _flag_text(key: str, value) -> str:
+    if key == "objectives":
+        return f"--objectives {','.join(value)}"
+    if key == "overrides":
+        return " ".join(f"--set {k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in sorted(value.items())) \
+            or "no --set"
+    return f"{FIXED_SETTINGS[key]} {value}"
+
+
+def check_resume(sweep_dir: str, settings: dict) -> None:
+    """Raise ValueError (one line) when ``sweep_dir`` holds a sweep started with other settings:
+    a resume would silently keep the old ones.  A sweep without ``sweep.json`` (older, or never
+    started) is not checked."""
+    path = os.path.join(sweep_dir, SETTINGS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    changed = [k for k in FIXED_SETTINGS if k in saved and saved[k] != settings[k]]
+    if changed:
+        was = ", ".join(_flag_text(k, saved[k]) for k in changed)
+        now = ", ".join(_flag_text(k, settings[k]) for k in changed)
+        raise ValueError(f"{sweep_dir} holds a sweep started with {was}; this command asks for {now}, which "
+                         "resuming it cannot apply: rerun with the old values to resume, or start a new sweep "
+                         "with --name NAME (or --fresh to move this one aside)")
+
+
+def write_settings(sweep_dir: str, settings: dict) -> None:
+    with open(os.path.join(sweep_dir, SETTINGS_FILE), "w") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
+
+
+def dry_run_text(opts: SweepOptions) -> str:
+    """What ``run_sweep(opts)`` would run and an estimate of its time (search_spaces/estimate.py);
+    starts nothing, writes nothing."""
+    from search_spaces.estimate import duration, measured_step_s, sweep_estimate, trial_seconds
+    from trainers.paths import bench_history_path
+    space, budget = get_space(opts.space), get_budget(opts.budget)
+    settings = sweep_settings(opts)
+    sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
+    base = base_config(space, budget, dict(opts.overrides))
+    baselines = baseline_configs(space, budget, dict(opts.overrides))
+    seeds = list(budget.baseline_seeds)
+    multi = len(settings["objectives"]) > 1
+    step_s = measured_step_s(bench_history_path(), budget.preset)
+    per_trial = trial_seconds(base, budget, step_s)
+    est = sweep_estimate(len(baselines) * len(seeds), settings["trials"], settings["max_concurrent"], per_trial,
+                         budget.gpus_per_trial * budget.workers_per_trial)
+    state = "resumes the sweep there" if os.path.exists(os.path.join(sweep_dir, SETTINGS_FILE)) else "new sweep"
+    try:
+        check_resume(sweep_dir, settings)
+    except ValueError as err:
+        state = f"would be refused: {err}"
+    asha = settings["objectives"] == ["fid"] and base.eval_every and base.eval_every < base.steps
+    lines = [f"sweep {space.name} at budget {budget.name} -> {sweep_dir} ({state})",
+             f"baselines: {', '.join(sorted(baselines)) or 'none'} x seeds {seeds} = "
+             f"{len(baselines) * len(seeds)} trials",
+             f"search: {settings['trials']} Optuna trials ({'NSGA-II' if multi else 'TPE'}, sampler seed "
+             f"{settings['seed']}) over " + ", ".join(f"{k} {v.describe()}" for k, v in space.params.items()),
+             "objectives: " + ", ".join(f"{m} ({d})" for m, d in zip(settings["objectives"], settings["modes"]))
+             + (f"; ASHA stops trials early on FID-k (every {base.eval_every} steps)" if asha else ""),
+             f"concurrency: {settings['max_concurrent']} trials at once; a trial = {budget.workers_per_trial} "
+             f"worker(s) x {budget.cpus_per_trial:g} CPU, {budget.gpus_per_trial:g} GPU",
+             f"every trial: {base.model} on {base.dataset}, {base.steps} steps x batch {base.global_batch}, "
+             f"FID-k of {base.eval_k} samples every {base.eval_every or '-'} steps, final evaluation "
+             f"{base.final_eval_samples} samples ({base.feature_set} features)"]
+    for name, cfg in sorted(baselines.items()):
+        changed = {k: v for k, v in cfg.to_dict().items() if v != base.to_dict().get(k)}
+        lines.append(f"  baseline {name}: base config with {changed or 'no change'}")
+    source = f"measured {step_s:.3f} s/step (bench history)" if step_s else f"{budget.est_step_s:.3g} s/step (budget)"
+    lines += [f"estimate: ~{duration(per_trial)} per trial ({source}); ~{duration(est['wall_s'])} wall for the sweep "
+              f"(an upper bound when ASHA stops trials); {est['trial_hours']:.1f} trial-hours, "
+              f"{est['gpu_hours']:.1f} GPU-hours",
+              "dry run: nothing started"]
+    return "\n".join(lines)
 
 
 def _use_cluster_token() -> None:
@@ -59,7 +164,7 @@ def _use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: str) -> str:
+def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: str, settings: dict) -> str:
     """One MLflow parent run per sweep; its id is kept in the sweep dir so a resume reuses it."""
     import mlflow
     id_file = os.path.join(sweep_dir, "mlflow_parent_run_id")
@@ -73,7 +178,9 @@ def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: 
         mlflow.entities.Param("space", space.name), mlflow.entities.Param("budget", budget.name),
         mlflow.entities.Param("metric", space.metric), mlflow.entities.Param("mode", space.mode),
         mlflow.entities.Param("search_params", json.dumps({k: repr(v) for k, v in space.params.items()})),
-        mlflow.entities.Param("baselines", json.dumps(space.baselines))])
+        mlflow.entities.Param("baselines", json.dumps(space.baselines)),
+        mlflow.entities.Param("objectives", ",".join(settings["objectives"])),
+        mlflow.entities.Param("modes", ",".join(settings["modes"]))])
     with open(id_file, "w") as f:
         f.write(run.info.run_id)
     return run.info.run_id
@@ -90,7 +197,35 @@ def _trainable(ctx: TrialContext, budget: Budget):
     return tune.with_resources(fn, {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
 
 
-def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, budget: Budget):
+def _progress_callback(phase: str, total: int):
+    """A Tune callback printing ``[sweep] search: 3/8 trials done, 2 running, 3 queued; ETA ~6 min``
+    when a trial ends (the ETA: this session's seconds per finished trial x the trials left)."""
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def setup(self, **info):
+            self.started, self.seen = time.time(), 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trials, trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trials, trial)
+
+        def _line(self, trials, trial):
+            self.seen += 1
+            done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+            running = sum(t.status == "RUNNING" for t in trials if t is not trial)
+            left = max(0, total - done)
+            eta = (time.time() - self.started) / self.seen * left
+            from search_spaces.estimate import duration
+            print(f"[sweep] {phase}: {done}/{total} trials done, {running} running, {max(0, left - running)} queued"
+                  + (f"; ETA ~{duration(eta)}" if left else ""), flush=True)
+
+    return Progress()
+
+
+def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, budget: Budget, total: int = 0):
     from ray import tune
     if tune.Tuner.can_restore(path):
         print(f"[sweep] resuming phase '{name}' from {path}", flush=True)
@@ -102,7 +237,8 @@ def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, 
             run_config=tune.RunConfig(
                 name=name, storage_path=os.path.dirname(path),
                 failure_config=tune.FailureConfig(max_failures=budget.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1))
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
+                callbacks=[_progress_callback(name, total)] if total else None))
     return tuner.fit()
 
 
@@ -127,8 +263,10 @@ def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, 
                                         seed=None, base_seed=base_seed)
     limited = ConcurrencyLimiter(searcher, max_concurrent=opts.max_concurrent or budget.max_concurrent)
     scheduler = None
-    if not multi and eval_every and eval_every < steps:
-        scheduler = ASHAScheduler(time_attr="step", metric=metrics[0], mode=modes[0], max_t=steps,
+    # ASHA ranks trials by the FID-k proxy every report carries (``fid`` is only in final reports:
+    # trainers/training/tune_trainable.py), so it runs only when the one objective is FID
+    if metrics == ["fid"] and eval_every and eval_every < steps:
+        scheduler = ASHAScheduler(time_attr="step", metric="fid_k", mode=modes[0], max_t=steps,
                                   grace_period=eval_every, reduction_factor=2)
     return tune.TuneConfig(search_alg=limited, scheduler=scheduler,
                            num_samples=opts.trials or budget.num_trials or space.num_trials,
@@ -137,29 +275,34 @@ def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, 
 
 def run_sweep(opts: SweepOptions) -> dict:
     """Run (or resume) a sweep; returns {"sweep_dir", "table", "best"}."""
+    space, budget = get_space(opts.space), get_budget(opts.budget)
+    space.validate()
+    sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
+    settings = sweep_settings(opts)
+    check_resume(sweep_dir, settings)  # before anything starts
     if opts.address:
         _use_cluster_token()  # before Ray is imported: it reads the auth mode once
     import ray
     from ray import tune
 
-    space, budget = get_space(opts.space), get_budget(opts.budget)
-    space.validate()
-    sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
     os.makedirs(sweep_dir, exist_ok=True)
+    write_settings(sweep_dir, settings)
     experiment = f"sweep-{space.name}-{budget.name}"
-    parent = _parent_run(sweep_dir, space, budget, experiment)
+    parent = _parent_run(sweep_dir, space, budget, experiment, settings)
     env = {k: v for k, v in {"MLFLOW_TRACKING_URI": mlflow_tracking_uri(), "DTR_RUNS_DIR": runs_dir(),
                              "DTR_CACHE_DIR": os.environ.get("DTR_CACHE_DIR"), "DS_ACCELERATOR":
                              os.environ.get("DS_ACCELERATOR"), "PYTHONUNBUFFERED": "1"}.items() if v}
     if not ray.is_initialized():
-        ray.init(address=opts.address, num_cpus=None if opts.address else opts.num_cpus,
+        # "local": a new Ray on this machine, never a cluster some other process left running here
+        ray.init(address=opts.address or "local", num_cpus=None if opts.address else opts.num_cpus,
                  runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=True)
     base = base_config(space, budget, dict(opts.overrides))
     started = time.time()
     ctx = dict(sweep_dir=sweep_dir, parent_run_id=parent, mlflow_experiment=experiment, base=base.to_dict(),
                baselines={k: c.to_dict() for k, c in baseline_configs(space, budget, dict(opts.overrides)).items()},
                labels={"space": space.name, "budget": budget.name}, cpus_per_worker=budget.cpus_per_trial,
-               gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial)
+               gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial,
+               worker_resources=dict(budget.worker_resources))
     grids = {}
     if space.baselines:
         phase_ctx = TrialContext(phase="baselines", **ctx)
@@ -167,10 +310,12 @@ def run_sweep(opts: SweepOptions) -> dict:
             "baselines", os.path.join(sweep_dir, "baselines"), _trainable(phase_ctx, budget),
             {"baseline": tune.grid_search(sorted(space.baselines)),
              "seed": tune.grid_search(list(budget.baseline_seeds))},
-            tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or budget.max_concurrent), budget)
+            tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or budget.max_concurrent), budget,
+            total=len(space.baselines) * len(budget.baseline_seeds))
     phase_ctx = TrialContext(phase="search", **ctx)
     grids["search"] = _run_phase(
         "search", os.path.join(sweep_dir, "search"), _trainable(phase_ctx, budget), space.tune_param_space(),
-        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every, base.seed), budget)
+        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every, base.seed), budget,
+        total=settings["trials"])
     from platform.sweep_summary import summarise
     return summarise(space, budget, sweep_dir, grids, parent, wall_seconds=time.time() - started)

@@ -9,6 +9,7 @@ from reports.figures.bench import bench_trend
 from reports.figures.common import MAX_PANELS, figure_png
 from reports.figures.convergence import convergence_curves
 from reports.figures.metrics import metric_vs_param, sweepable_params
+from reports.figures.pareto import pareto_scatter
 from reports.figures.routing import expert_usage, routing_masks
 from reports.figures.samples import sample_grids, sample_images
 from reports.figures.weights import loss_weight_curves
@@ -24,6 +25,15 @@ def _safe(fn, *args):
     except Exception:
         logging.getLogger(__name__).warning("report figure %s failed", fn.__name__, exc_info=True)
         return None
+
+
+def _study_views(records: SweepRecords) -> list[dict]:
+    """Optuna's importance / parallel-coordinate / contour views of the sweep's study (reports/optuna_views.py)."""
+    from reports.optuna_views import study_figures
+    meta = records.meta
+    name = f"{meta['space']}-{meta['budget']}" if meta.get("space") and meta.get("budget") else None
+    objectives = meta.get("objectives") or []
+    return study_figures(records.sweep_dir, name, objectives[0][0] if objectives else meta.get("param_metric"))
 
 
 def report_figures(table: ConfigTable, records: SweepRecords, artifacts: dict[str, dict[str, bytes]],
@@ -45,6 +55,15 @@ def report_figures(table: ConfigTable, records: SweepRecords, artifacts: dict[st
             f"Mean ± 95% CI over seeds against {symbol}; dashed lines and bands: configurations without {symbol} "
             "(baselines). Paper analogue: DTR Fig. 4 (beta), Table 4 (alpha).",
             _safe(metric_vs_param, table, param))
+    objectives = records.meta.get("objectives") or []
+    if len(objectives) >= 2:
+        names = " and ".join(f"{m} ({d})" for m, d in objectives[:2])
+        add("pareto", "Pareto front", f"Every finished trial on {names}; red: the Pareto front (no other trial is at "
+            "least as good on both and better on one), joined as the staircase it bounds; squares: baselines."
+            + (f" The front is taken over all {len(objectives)} objectives; the plot shows the first two."
+               if len(objectives) > 2 else ""), _safe(pareto_scatter, trials, objectives))
+    for view in _safe(_study_views, records) or []:
+        add(view["id"], view["title"], view["caption"], view["fig"])
     add("convergence", "Convergence", "FID-k (the in-training proxy, fixed sample seed) and training loss against "
         "the training step; one line per configuration (mean over seeds, band: seed range); dotted: vanilla's final "
         "FID-k, the target of the table's time-to-quality columns. Paper analogue: Fig. 5.",

@@ -84,7 +84,8 @@ def render_html(report) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{esc(report.title)}</h1>", f'<p class="sub">{esc(report.subtitle)}</p>']
-    sections = [("results", "Results"), ("status", "Status"), *[(f["id"], f["title"]) for f in report.figures],
+    sections = [("results", "Results"), ("status", "Status"), *[(t["id"], t["title"]) for t in report.sections],
+                *[(f["id"], f["title"]) for f in report.figures],
                 ("trials", "All trials")]
     parts.append("<nav>" + "".join(f'<a href="#{esc(i)}">{esc(t)}</a>' for i, t in sections) + "</nav>")
     parts.append('<dl class="header">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in report.header)
@@ -104,6 +105,12 @@ def render_html(report) -> str:
     if report.status_rows:
         parts.append(table_html(report.status_headers, report.status_rows,
                                 text_columns=(len(report.status_headers) - 1,)))
+
+    for section in report.sections:
+        parts.append(f'<h2 id="{esc(section["id"])}">{esc(section["title"])}</h2>')
+        parts.append(f"<p>{esc(section['text'])}</p>")
+        if section["rows"]:
+            parts.append(table_html(section["headers"], section["rows"]))
 
     for fig in report.figures:
         parts.append(f'<h2 id="{esc(fig["id"])}">{esc(fig["title"])}</h2>')

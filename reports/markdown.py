@@ -34,6 +34,10 @@ def render_markdown(report, figure_paths: dict[str, str] | None = None) -> str:
     out += ["", "## Status", "", report.status_line, ""]
     if report.status_rows:
         out.append(table_markdown(report.status_headers, report.status_rows))
+    for section in report.sections:
+        out += ["", f"## {section['title']}", "", section["text"], ""]
+        if section["rows"]:
+            out.append(table_markdown(section["headers"], section["rows"]))
     if report.figures:
         out += ["", "## Figures", ""]
         for fig in report.figures:

@@ -74,7 +74,7 @@ def _child_row(child) -> tuple[dict, dict]:
     config = run_config(tags)
     row = {**config_row(config), "name": name, "trial": trial_id_of(name), "source": "mlflow",
            "mlflow_run_id": child.info.run_id, "status": _MLFLOW_STATUS.get(child.info.status, "running"),
-           "feature_set": tags.get("feature_set") or None,
+           "feature_set": tags.get("feature_set") or None, "fid_protocol": tags.get("fid_protocol") or None,
            **{m: metrics.get(m) for m in (*METRICS, "num_samples", "fid_k", "images_per_s")}}
     row["label"] = tags.get("method") or (label_of(config) if config else None)
     return row, config

@@ -17,9 +17,11 @@ import os
 import polars as pl
 
 from reports.mlflow_records import parent_run_id, records_from_mlflow
+from reports.pareto import objectives_of
 from reports.records_files import (
     csv_statuses,
     first_mtime,
+    read_settings,
     read_trial_dir,
     trial_dirs,
     worker_alive,
@@ -58,8 +60,11 @@ def records_from_dir(sweep_dir: str, tune_results: dict[str, dict] | None = None
     rows += [unstarted_row(trial_id, state) for trial_id, state in states.items() if trial_id not in seen]
     extras = [c.get("extra") or {} for c in configs.values()]
     named = next((e for e in extras if e.get("space") and e.get("budget")), {})
-    meta = {"space": named.get("space"), "budget": named.get("budget"),
-            "started_s": first_mtime([r["run_dir"] for r in rows if r.get("run_dir")])}
+    settings = read_settings(sweep_dir)
+    meta = {"space": named.get("space") or settings.get("space"),
+            "budget": named.get("budget") or settings.get("budget"),
+            "started_s": first_mtime([r["run_dir"] for r in rows if r.get("run_dir")]),
+            "settings": settings, "objectives": objectives_of(settings)}
     return rows, curves, configs, meta
 
 
@@ -102,6 +107,9 @@ def load_sweep(sweep_dir: str, *, use_mlflow: bool = True, tracking_uri: str | N
             meta["mlflow"] = True
             meta.update({**m_meta, "space": meta["space"] or m_meta.get("param_space"),
                          "budget": meta["budget"] or m_meta.get("param_budget")})
+            # a sweep directory without sweep.json: the objectives its parent run logged
+            meta["objectives"] = meta["objectives"] or objectives_of(
+                {k: [v for v in (m_meta.get(f"param_{k}") or "").split(",") if v] for k in ("objectives", "modes")})
             rows = merge_rows(rows, m_rows)
             curves += m_curves
             configs = {**m_configs, **{k: v for k, v in configs.items() if v}}

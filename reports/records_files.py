@@ -36,6 +36,15 @@ def read_json(path: str):
         return None
 
 
+SETTINGS_FILE = "sweep.json"  # the sweep's settings (platform/sweep.py writes it): objectives, trials, seed
+
+
+def read_settings(sweep_dir: str) -> dict:
+    """The sweep's saved settings ({} for a sweep older than the file, or none)."""
+    settings = read_json(os.path.join(sweep_dir, SETTINGS_FILE))
+    return settings if isinstance(settings, dict) else {}
+
+
 def _read_text(path: str) -> str | None:
     try:
         with open(path) as f:
@@ -76,6 +85,7 @@ def read_trial_dir(run_dir: str) -> tuple[dict, list[dict], dict]:
            "source": "files", "step": max(steps) if steps else None,
            "fid_k": fid_k[-1]["fid_k"] if fid_k else None,
            "feature_set": final.get("feature_set") or (fid_k[-1].get("feature_set") if fid_k else None),
+           "fid_protocol": final.get("fid_protocol"),
            "images_per_s": median_throughput(records),
            "mlflow_run_id": _read_text(os.path.join(run_dir, "mlflow_run_id")),
            **{m: final.get(m) for m in (*METRICS, "num_samples")}}

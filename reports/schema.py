@@ -36,7 +36,7 @@ TRIAL_SCHEMA = {
     "status": pl.Utf8, "detail": pl.Utf8, **CONFIG_FIELDS,
     "step": pl.Int64, "fid": pl.Float64, "is_mean": pl.Float64, "precision": pl.Float64,
     "recall": pl.Float64, "label_accuracy": pl.Float64, "fid_k": pl.Float64, "feature_set": pl.Utf8,
-    "num_samples": pl.Int64,
+    "num_samples": pl.Int64, "fid_protocol": pl.Utf8,
     "images_per_s": pl.Float64, "wall_s": pl.Float64, "run_dir": pl.Utf8, "samples_png": pl.Utf8,
     "routing_mask_png": pl.Utf8, "expert_usage": pl.Utf8, "mlflow_run_id": pl.Utf8, "source": pl.Utf8,
     # time to quality (reports.time_to_quality): the first step / seconds at which the trial's

@@ -76,9 +76,10 @@ def result_states(grids: dict) -> dict[str, dict]:
 
 
 def tune_status(state: dict) -> str:
-    """finished / stopped / error / running of a Tune state."""
+    """finished / stopped / error / running of a Tune state (a trial whose FID diverged ends
+    normally for Tune, with ``diverged`` in its last result: an error here)."""
     status = state.get("status")
-    if status == "ERROR":
+    if status == "ERROR" or (state.get("last_result") or {}).get("diverged"):
         return "error"
     if status == "TERMINATED":
         return "finished" if state.get("final") else "stopped"
@@ -86,14 +87,15 @@ def tune_status(state: dict) -> str:
 
 
 def apply_state(row: dict, state: dict) -> None:
-    """Tune's word on a trial the files know: status, error, phase, wall time; metrics the
-    files lack are the last ones Tune saw (a stopped trial's are its FID-k proxy, the value the
-    scheduler and Optuna ranked it by)."""
+    """Tune's word on a trial the files know: status, error, phase, wall time; final metrics the
+    files lack come from Tune's last result only when it was a final one (a stopped trial has
+    none: its last FID-k is ``fid_k``, never ``fid``, whatever an older sweep reported)."""
     last = state["last_result"]
-    row.update(status=tune_status(state), detail=state["error"], phase=state["phase"],
-               wall_s=number(last.get("time_total_s")))
+    row.update(status=tune_status(state), detail=state["error"] or (last.get("detail") if last.get("diverged")
+                                                                       else None),
+               phase=state["phase"], wall_s=number(last.get("time_total_s")))
     row["label"] = row.get("label") or last.get("label")
-    for m in (*METRICS, "fid_k", "feature_set"):
+    for m in (*(METRICS if last.get("final") else ()), "fid_k", "feature_set"):
         if row.get(m) is None:
             row[m] = last.get(m)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from trainers.config import RunConfig
-
 
 @dataclass(frozen=True)
 class Float:
@@ -26,6 +24,10 @@ class Float:
             raise ValueError(f"parameter {name}: low ({self.low}) must be < high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError(f"parameter {name}: a log range needs low > 0, got {self.low}")
+
+    def describe(self) -> str:
+        return f"in [{self.low:g}, {self.high:g}]" + (f" step {self.step:g}" if self.step else "") + \
+            (" (log)" if self.log else "")
 
     def to_tune(self):
         from ray import tune
@@ -43,6 +45,9 @@ class Int:
         if not self.low < self.high:
             raise ValueError(f"parameter {name}: low ({self.low}) must be < high ({self.high})")
 
+    def describe(self) -> str:
+        return f"in {self.low}..{self.high}"
+
     def to_tune(self):
         from ray import tune
         return tune.randint(self.low, self.high + 1)
@@ -55,6 +60,9 @@ class Choice:
     def check(self, name: str) -> None:
         if len(self.options) < 1:
             raise ValueError(f"parameter {name}: a choice needs at least one option")
+
+    def describe(self) -> str:
+        return "in {" + ", ".join(str(o) for o in self.options) + "}"
 
     def to_tune(self):
         from ray import tune
@@ -84,6 +92,7 @@ class SearchSpace:
 
     def validate(self) -> None:
         """Raise ValueError on bad ranges or on names the run config does not have."""
+        from trainers.config import RunConfig  # here: listing spaces (``--help``) must not import torch
         if self.mode not in ("min", "max"):
             raise ValueError(f"space {self.name}: mode must be min or max, got {self.mode!r}")
         known = set(RunConfig.__dataclass_fields__)

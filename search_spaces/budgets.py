@@ -21,22 +21,41 @@ class Budget:
     baseline_seeds: tuple[int, ...] = (0,)
     max_failures: int = 2             # retries of a crashed trial, from its last checkpoint
     overrides: dict = field(default_factory=dict)
+    worker_resources: dict = field(default_factory=dict)  # custom Ray resources per training worker
+    # rough cost of a trial for ``--dry-run`` (search_spaces/estimate.py): seconds per optimizer step
+    # (the laptop's is replaced by the measured ``step_ms_laptop`` of runs/bench/history.jsonl when
+    # there is one), seconds per generated evaluation sample, seconds to start a trial
+    est_step_s: float = 0.5
+    est_sample_s: float = 0.04
+    est_start_s: float = 15.0
 
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", "smoke", "seconds per trial; what the tests run",
-                    max_concurrent=2, num_trials=2,
+                    max_concurrent=2, num_trials=2, est_step_s=0.05, est_sample_s=0.01,
                     overrides=dict(steps=20, ckpt_every=10, eval_every=10, eval_k=64, final_eval_samples=128)),
     "smoke-ddp": Budget("smoke-ddp", "smoke", "like smoke, but every trial is a 2-worker Ray Train (DeepSpeed) run",
-                        workers_per_trial=2, max_concurrent=1, num_trials=1,
+                        workers_per_trial=2, max_concurrent=1, num_trials=1, est_step_s=0.1, est_sample_s=0.01,
+                        est_start_s=30.0,
                         overrides=dict(steps=20, ckpt_every=10, eval_every=10, eval_k=64, final_eval_samples=128,
                                        micro_batch=8)),
-    # two seeds per baseline: the report pools the seed variance into a noise band (one seed cannot)
+    # two seeds per baseline: the report pools the seed variance into a noise band (one seed cannot).
+    # Estimates: a 2-core VM ran 0.49 s per step (bench step_ms_laptop) and 136-197 s per finished trial
     "laptop": Budget("laptop", "laptop", "a 2-core CPU, Fashion-MNIST, minutes per trial", max_concurrent=2,
                      baseline_seeds=(0, 1)),
+    # the paper pipeline at test size on a simulated cluster (tests/test_paper_sim.py): every trial is
+    # 2 Ray Train workers, each holding one `gpu_sim`, a custom resource the test's second node offers
+    # in place of GPUs; one retry per trial (a lost node), resumed from the newest checkpoint
+    "paper-sim": Budget("paper-sim", "paper-sim", "the paper's latent pipeline at test size, 2 workers per trial "
+                        "on nodes that offer the custom resource gpu_sim", workers_per_trial=2, max_concurrent=1,
+                        num_trials=1, max_failures=1, worker_resources={"gpu_sim": 1}, est_step_s=0.1,
+                        est_sample_s=0.3, est_start_s=30.0),
     "paper": Budget("paper", "paper", "the paper's ImageNet-256 DiT-L/2 setting on a GPU cluster",
                     cpus_per_trial=8, gpus_per_trial=1, workers_per_trial=8, max_concurrent=4,
-                    baseline_seeds=(0, 1, 2)),
+                    baseline_seeds=(0, 1, 2),
+                    # DiT-L/2 on 8 A100s: 3.72 it/s (DTR paper, Sec. 5.4); sampling 250 DDPM steps with CFG
+                    # on 8 GPUs taken as ~0.07 s per image (an assumption, not measured here)
+                    est_step_s=1 / 3.72, est_sample_s=0.07, est_start_s=120.0),
 }
 
 

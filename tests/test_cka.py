@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from trainers.diffusion.gaussian import GaussianDiffusion
 from trainers.evaluation.cka import (
     capture_block_outputs,
     cka_matrix,
@@ -60,17 +61,31 @@ def test_capture_shapes(name, channels, routing, blocks):
     x = torch.randn(3, channels, 32, 32)
     y = torch.tensor([0, 1, 2])
     grid = [0, 250, 500, 999]
-    out = capture_block_outputs(model, x, y, grid)
+    diffusion = GaussianDiffusion("cosine", 1000)
+    out = capture_block_outputs(model, x, y, grid, diffusion=diffusion)
     assert model.training  # mode restored
     assert sorted(out) == list(range(blocks))
     if name.startswith("DiT"):
         assert out[0].shape == (4, 3, 64 * 128)  # (timesteps, N, tokens * D)
     else:
         assert out[0].shape == (4, 3, 32 * 32 * 32)  # first conv: (timesteps, N, C * H * W)
-    again = capture_block_outputs(model, x, y, grid)  # fixed noise: reproducible
+    again = capture_block_outputs(model, x, y, grid, diffusion=diffusion)  # fixed noise: reproducible
     assert all(torch.equal(out[k], again[k]) for k in out)
     mats = cka_matrix(out)
     assert set(mats) == set(out) and mats[1].shape == (4, 4)
+
+
+def test_capture_uses_the_runs_schedule():
+    """The noised inputs come from the diffusion the caller passes (the run's schedule): cosine and
+    linear give different block outputs at the same t; a call without it is refused."""
+    torch.manual_seed(0)
+    model = build_model("DiT-T/4", input_size=16, in_channels=1, num_classes=10, routing=RoutingSpec(kind="dtr"))
+    x, y, grid = torch.randn(2, 1, 16, 16), torch.tensor([0, 1]), [100, 500]
+    runs = {s: capture_block_outputs(model, x, y, grid, diffusion=GaussianDiffusion(s, 1000))
+            for s in ("linear", "cosine")}
+    assert not torch.allclose(runs["linear"][0], runs["cosine"][0], atol=1e-3)
+    with pytest.raises(TypeError):
+        capture_block_outputs(model, x, y, grid)
 
 
 def test_plot_cka_heatmaps(tmp_path):

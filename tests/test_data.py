@@ -1,4 +1,5 @@
-"""Data sets (trainers/data.py) and the VAE latent cache (trainers/latents.py)."""
+"""Data sets (trainers/data/): idx files, arrays, image folders, deterministic flips.
+The VAE latent cache is tested in tests/test_latent_cache.py."""
 import gzip
 import os
 import pickle
@@ -203,63 +204,3 @@ def test_flip_is_deterministic_per_seed_epoch_index(tmp_path):
         assert torch.equal(xa, expect)
         n_flipped += int(not torch.equal(xa, x0))
     assert 0 < n_flipped < len(a)
-
-
-# --- latent cache ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_vae():
-    from trainers.data.latents import load_vae
-    return load_vae(offline_tiny=True)
-
-
-def test_latent_cache_round_trip(tmp_path, tiny_vae):
-    from trainers.data.latents import LatentDataset, encode_to_latent_cache
-    for i, size in enumerate([(40, 60), (70, 50), (32, 32)]):
-        save_png(tmp_path / "img" / f"c{i % 2}" / f"{i}.png", size)
-    ds = build_dataset("imagenet_folder", root=str(tmp_path / "img"), image_size=32)
-    out = str(tmp_path / "cache" / "lat.npz")
-    subset = torch.utils.data.Subset(ds, range(3))  # the wrapped data set's flip is switched off too
-    assert encode_to_latent_cache(subset, tiny_vae, out, batch_size=2) == out
-    assert os.path.isfile(out) and os.listdir(tmp_path / "cache") == ["lat.npz"]  # no temp file left
-    assert ds.random_flip is True  # restored after encoding
-
-    lat = build_dataset("latents", root=out)
-    assert isinstance(lat, LatentDataset) and len(lat) == 3
-    assert lat.latents.shape == (3, 2, 4, 8, 8)  # tiny VAE downsamples 4x
-    assert [int(lat[i][1]) for i in range(3)] == [int(ds[i][1]) for i in range(3)]
-    assert lat.meta["scale"] == 0.18215 and lat.meta["image_size"] == 32 and lat.num_classes == 2
-    assert dataset_info("latents", root=out) == (4, 2)
-    ds.random_flip = False
-    x = torch.stack([ds[i][0] for i in range(3)])
-    with torch.no_grad():
-        ref = tiny_vae.encode(torch.cat([x, x.flip(-1)])).latent_dist.mean * 0.18215
-    assert torch.allclose(torch.from_numpy(lat.latents[:, 0]), ref[:3], atol=1e-5)
-    assert torch.allclose(torch.from_numpy(lat.latents[:, 1]), ref[3:], atol=1e-5)
-
-    lat.set_epoch(5)
-    z, _ = lat[1]
-    assert z.shape == (4, 8, 8) and z.dtype == torch.float32
-    assert torch.equal(z, torch.from_numpy(lat.latents[1, int(flip_decision(0, 5, 1))]))
-
-    # a rerun reuses the file: the VAE is never called
-    mtime = os.path.getmtime(out)
-    encode = tiny_vae.encode
-    tiny_vae.encode = None
-    try:
-        assert encode_to_latent_cache(ds, tiny_vae, out) == out
-    finally:
-        tiny_vae.encode = encode
-    assert os.path.getmtime(out) == mtime
-    with pytest.raises(ValueError, match="overwrite=True"):
-        encode_to_latent_cache(ds, tiny_vae, out, scale=1.0)
-
-
-def test_load_vae_local_folder_and_clear_offline_error(tmp_path, tiny_vae):
-    from trainers.data.latents import VaeUnavailable, load_vae
-    tiny_vae.save_pretrained(tmp_path / "vae")
-    vae = load_vae(str(tmp_path / "vae"))
-    assert not any(p.requires_grad for p in vae.parameters())
-    assert torch.equal(next(vae.parameters()), next(tiny_vae.parameters()))
-    with pytest.raises(VaeUnavailable, match="offline_tiny=True"):
-        load_vae(str(tmp_path / "missing"))

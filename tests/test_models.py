@@ -56,6 +56,16 @@ def test_registry_and_unknown_name():
         build_model("DiT-XXL/2", **IMAGENET)
 
 
+def test_config_knows_exactly_the_registered_models():
+    """RunConfig validates model names and input sizes from trainers/config_checks.py (below the
+    model package): the same names as the registry, ADM's levels as its channel multipliers."""
+    from trainers.config_checks import ADM_LEVELS, model_names
+    from trainers.models import ADM_CONFIGS, MODEL_NAMES
+
+    assert sorted(model_names()) == sorted(MODEL_NAMES)
+    assert {name: len(cfg["channel_mult"]) for name, cfg in ADM_CONFIGS.items()} == ADM_LEVELS
+
+
 @pytest.mark.parametrize(
     "name,count",
     [("DiT-S/2", 32_963_360), ("DiT-B/2", 130_512_416), ("DiT-L/2", 458_102_816), ("DiT-XL/2", 675_129_632)],

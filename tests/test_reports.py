@@ -246,7 +246,7 @@ def test_driver_trial_table_takes_tunes_word(partial_sweep):
              "search": [Result(metrics={"trial_id": "done1", "final": True, "fid": 140.0, "time_total_s": 40.0},
                                error=None, config={"beta": 0.75}),
                         # ASHA stopped it at its first FID-k (its worker has not exited yet)
-                        Result(metrics={"trial_id": "run1", "final": False, "step": 10, "fid": 90.0, "fid_k": 90.0},
+                        Result(metrics={"trial_id": "run1", "final": False, "step": 10, "fid": None, "fid_k": 90.0},
                                error=None, config={"beta": 0.6}),
                         Result(metrics={"trial_id": "err1", "final": False}, config={"beta": 0.9},
                                error=RuntimeError("Traceback ...\nRuntimeError: loss is NaN at step 3"))]}
@@ -258,7 +258,8 @@ def test_driver_trial_table_takes_tunes_word(partial_sweep):
         "baseline-vanilla-s0-v_00000": "finished", "trial-done1": "finished", "trial-run1": "stopped",
         "trial-err1": "error", "trial-pend1": "running"}
     run = rows["trial-run1"]
-    assert (run["fid"], run["step"], run["beta"], run["label"]) == (90.0, 10, 0.6, "DTR")  # what Optuna was told
+    # stopped: its last FID-k (the intermediate value Optuna was told), no final FID
+    assert (run["fid"], run["fid_k"], run["step"], run["beta"], run["label"]) == (None, 90.0, 10, 0.6, "DTR")
     assert rows["trial-err1"]["detail"] == "RuntimeError: loss is NaN at step 3"
     assert rows["trial-done1"]["wall_s"] == 40.0 and rows["trial-done1"]["run_dir"].endswith("trials/trial-done1")
     assert table.columns == list(trials_frame([]).columns)  # one schema for trials.csv and the report

@@ -6,6 +6,7 @@ Three sweeps of the ``smoke`` space at ``smoke`` budget:
   then the driver killed mid-sweep; the same command again must finish the sweep
   without re-running finished trials and with the killed trial resumed from its checkpoint,
 - bad input: one clear line, non-zero exit, nothing started.
+Multi-worker (Ray Train) trials and a multi-objective search run in tests/test_paper_sim.py.
 """
 import glob
 import os
@@ -69,6 +70,51 @@ def test_bad_input_is_one_line_and_starts_nothing(tmp_path, shared_cache_dir):
     assert not (tmp_path / "runs").exists()
 
 
+def test_changed_settings_on_resume_are_refused_in_one_line(tmp_path, shared_cache_dir):
+    """A sweep directory remembers its settings (sweep.json); rerunning it with other --trials /
+    --max-concurrent / --seed / --objectives / --set names the differences instead of ignoring them."""
+    from platform.sweep import SweepOptions, check_resume, sweep_settings, write_settings
+    opts = dict(space="smoke", budget="smoke")
+    write_settings(str(tmp_path), sweep_settings(SweepOptions(**opts)))
+    check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts)))
+    check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=2, max_concurrent=2)))  # the defaults
+    with pytest.raises(ValueError) as err:
+        check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=4, seed=3)))
+    message = str(err.value)
+    assert "--trials 2, --seed 0" in message and "--trials 4, --seed 3" in message and "\n" not in message
+    assert "--name" in message and "--fresh" in message
+    changed = SweepOptions(**opts, objectives=("fid", "images_per_s"), overrides=(("steps", 40),))
+    with pytest.raises(ValueError, match="--objectives fid,images_per_s, --set steps=40"):
+        check_resume(str(tmp_path), sweep_settings(changed))
+    # through the CLI: exit 2, one line, nothing started (no Ray, no MLflow store)
+    env = _env(tmp_path, shared_cache_dir)
+    result = subprocess.run(_search("--sweep-dir", str(tmp_path), "--max-concurrent", "1"), cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "--max-concurrent 2" in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_dry_run_and_help_start_nothing(tmp_path, shared_cache_dir):
+    """``--dry-run`` prints the trials and an estimate without Ray; ``--help`` does not import torch."""
+    env = _env(tmp_path, shared_cache_dir)
+    code = ("import runpy, sys\nsys.argv = ['platform.search', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('platform.search', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    print('rc', e.code)\n"
+            "print('loaded', sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules))")
+    dry = subprocess.run([sys.executable, "-c", code, "routing", "--budget", "smoke", "--dry-run", "--trials", "3"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = dry.stdout
+    assert "rc 0" in out, dry.stderr[-2000:]
+    assert "baselines: DTR, R-TR, vanilla x seeds [0] = 3 trials" in out
+    assert "search: 3 Optuna trials" in out and "routing_clusters in 2..8" in out and "estimate: ~" in out
+    assert "'ray'" not in out.splitlines()[-1] and not (tmp_path / "runs").exists()
+    helped = subprocess.run([sys.executable, "-c", code, "--help"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "rc 0" in helped.stdout and "--dry-run" in helped.stdout
+    assert helped.stdout.splitlines()[-1] == "loaded []"
+
+
 def test_invalid_ranges_are_rejected():
     from search_spaces import Float, Int, SearchSpace
     with pytest.raises(ValueError, match="low"):
@@ -119,7 +165,10 @@ def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
     assert table.filter(pl.col("phase") == "baselines")["status"].to_list() == ["finished"]
     assert set(table["status"]) <= {"finished", "stopped"} and "finished" in table["status"].to_list()
     assert set(table["phase"]) == {"baselines", "search"}
-    assert all(0 < f < 1e6 for f in table["fid"].to_list())
+    finished, stopped = (table.filter(pl.col("status") == s) for s in ("finished", "stopped"))
+    assert all(0 < f < 1e6 for f in finished["fid"].to_list())
+    # a stopped trial has no final FID: its last FID-k is fid_k_last, never fid
+    assert stopped["fid"].null_count() == stopped.height and stopped["fid_k_last"].null_count() == 0
     assert all(fs.startswith("domain") for fs in table["feature_set"].to_list())
     assert "best:" in result.stdout and "baseline vanilla" in result.stdout
     from report_fixtures import check_report_outputs
@@ -142,9 +191,16 @@ def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
     from optuna.storages.journal import JournalFileBackend
     storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log")))
     study = optuna.load_study(study_name="smoke-smoke", storage=storage)
-    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(told) == 2  # a trial stopped by ASHA is told with its last FID-k
-    assert sorted(t.value for t in told) == sorted(table.filter(pl.col("phase") == "search")["fid"].to_list())
+    states = optuna.trial.TrialState
+    told = [t for t in study.trials if t.state == states.COMPLETE]
+    pruned = [t for t in study.trials if t.state == states.PRUNED]
+    search = table.filter(pl.col("phase") == "search")
+    assert len(told) + len(pruned) == 2 == search.height
+    # COMPLETE with the final FID; PRUNED (ASHA stopped it) with its FID-k as intermediate values
+    assert sorted(t.value for t in told) == sorted(search.filter(pl.col("status") == "finished")["fid"].to_list())
+    assert sorted(list(t.intermediate_values.values())[-1] for t in pruned) == sorted(
+        search.filter(pl.col("status") == "stopped")["fid_k_last"].to_list())
+    assert all(t.intermediate_values.get(10) is not None for t in told + pruned)
 
 
 def _wait_for(predicate, timeout, proc, what):
@@ -207,34 +263,3 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
         assert sorted(set(steps)) == list(range(1, last_step[run.info.run_name] + 1)), run.info.run_name
-
-
-def test_multi_worker_trials_use_ray_train(tmp_path, shared_cache_dir):
-    """Budget smoke-ddp: every trial is a 2-worker Ray Train TorchTrainer running DeepSpeed (gloo),
-    searched multi-objective (the README's ``--objectives fid,images_per_s``: NSGA-II over both).
-    3 logical CPUs so the trial driver plus two workers fit (a 1-CPU trial driver plus 2 workers
-    on 2 CPUs would deadlock)."""
-    env = _env(tmp_path, shared_cache_dir)
-    sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "platform.search", "smoke", "--budget", "smoke-ddp", "--num-cpus", "3",
-           "--sweep-dir", str(sweep_dir), "--objectives", "fid,images_per_s"]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    import polars as pl
-    table = pl.read_csv(sweep_dir / "trials.csv")
-    assert table.height == 2 and table["status"].to_list() == ["finished"] * 2
-    assert "from rank 1" in result.stdout + result.stderr  # the second worker reported too
-    train_runs = sorted(os.listdir(sweep_dir / "train_runs"))
-    assert len(train_runs) == 2  # one Ray Train run per trial, named after the trial
-    assert {os.path.basename(p) for p in table["run_dir"]} == set(train_runs)
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    study = optuna.load_study(study_name="smoke-smoke-ddp",
-                              storage=JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log"))))
-    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
-    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(told) == 1 and len(told[0].values) == 2
-    fid, images_per_s = told[0].values
-    searched = table.filter(pl.col("phase") == "search")
-    assert fid == pytest.approx(searched["fid"][0]) and images_per_s > 0

@@ -7,9 +7,12 @@ import torch
 
 from trainers.config import RunConfig
 from trainers.models import build_model, forward_macs
+from trainers.models.embeddings import TimestepEmbedder
 from trainers.models.switch_routing import (
+    SwitchRouter,
     js_divergence,
     match_slots,
+    slot_orders,
     switch_parameter_count,
     switch_prior_table,
 )
@@ -174,7 +177,8 @@ def test_prior_loss_definition_and_finite():
         emb = model.t_embedder(t)
         p = torch.cat([r.probs(emb) for r in router.routers], -1) / model.depth
         ind = router.indicator_table(model.t_embedder).permute(1, 0, 2).reshape(1000, -1)
-        target = router.prior_table[:, match_slots(ind, router.prior_table)][t]
+        order = slot_orders(router.seed, 0, ind.shape[1])  # the first draw of the slot orders
+        target = router.prior_table[:, match_slots(ind, router.prior_table, order)][t]
         target = target / target.sum(-1, keepdim=True)
         m = (p + target) / 2
         kl = lambda a: (a * ((a + 1e-6).log() - (m + 1e-6).log())).sum(-1)  # noqa: E731
@@ -244,3 +248,65 @@ def test_objective_adds_prior_loss():
     # a plain model logs no prior
     plain_obj = DiffusionObjective(cfg.replace(routing="none"), tiny(), diffusion)
     assert "prior" not in plain_obj(x, y, t, torch.randn_like(x), torch.zeros(4, dtype=torch.long))[1]
+
+
+def tied_router(seed=0):
+    """E = 2, depth 2, k = 1 over T = 10: both blocks pick expert 0 at every t (constant gates of
+    different sharpness), so model slots 0/2 and 1/3 are identical columns: four equally cheap
+    matchings, whose prior losses differ."""
+    router = SwitchRouter(depth=2, hidden_size=8, num_timesteps=10, experts=2, top_k=1, seed=seed)
+    router.initialize()
+    with torch.no_grad():
+        for r, bias in zip(router.routers, (2.2, 0.4)):
+            r.gate[-1].weight.zero_()
+            r.gate[-1].bias.copy_(torch.tensor([bias, 0.0]))
+    torch.manual_seed(0)
+    return router, TimestepEmbedder(8)
+
+
+def tied_loss(router, emb, order=None):
+    t = torch.arange(10)
+    with torch.no_grad():
+        probs = [r.probs(emb(t)) for r in router.routers]
+        if order is None:
+            return router.prior_loss(t, probs, emb).item()
+        p = torch.cat(probs, -1) / router.depth
+        target = router.matched_prior(emb, order)[t]
+        return js_divergence(p, target / target.sum(-1, keepdim=True)).mean().item()
+
+
+def test_slot_orders_break_ties_differently_across_steps_and_resume():
+    router, emb = tied_router()
+    perms, saved = [], None
+    for step in range(12):
+        if step == 5:
+            saved = {k: v.clone() for k, v in router.state_dict().items()}
+        tied_loss(router, emb)
+        perms.append(tuple(router.last_perm.tolist()))
+    assert len(set(perms)) > 1  # ties go different ways on different steps
+    assert int(router.prior_draws) == 12 and "prior_draws" in router.state_dict()
+    resumed, emb2 = tied_router()
+    resumed.load_state_dict(saved)  # a checkpoint taken after 5 draws continues the same stream
+    again = []
+    for _ in range(7):
+        tied_loss(resumed, emb2)
+        again.append(tuple(resumed.last_perm.tolist()))
+    assert again == perms[5:]
+    other, emb3 = tied_router(seed=1)
+    other_perms = []
+    for _ in range(12):
+        tied_loss(other, emb3)
+        other_perms.append(tuple(other.last_perm.tolist()))
+    assert other_perms != perms  # another seed, another stream
+
+
+def test_prior_loss_with_random_orders_matches_the_exact_average():
+    """The expected prior loss over the random slot orders equals the exact average over all
+    (model order, prior order) pairs, enumerated (4! x 4!), within Monte-Carlo error."""
+    router, emb = tied_router()
+    orders = list(itertools.permutations(range(4)))
+    exact_values = torch.tensor([tied_loss(router, emb, (list(a), list(b))) for a in orders for b in orders])
+    assert exact_values.max() - exact_values.min() > 1e-3  # the tie-break matters for the loss
+    draws = torch.tensor([tied_loss(router, emb) for _ in range(400)])
+    error = draws.std() / len(draws) ** 0.5
+    assert abs(draws.mean() - exact_values.mean()) < 4 * error + 1e-9

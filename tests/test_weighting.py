@@ -170,3 +170,25 @@ def test_uw_param_group_and_validation():
         uw(torch.ones(3), torch.tensor([0, 1]))
     with pytest.raises(ValueError):
         UncertaintyWeighting(0)
+
+
+@pytest.mark.parametrize("parts", [2, 4, 8])
+def test_uw_micro_batch_shares_average_to_the_global_objective(parts):
+    """A global batch cut into equal micro-batches (clusters straddling their borders): the mean of
+    the shares, and of their gradients, is the global-batch UW objective; each s_j counts once."""
+    gen = torch.Generator().manual_seed(0)
+    loss = torch.rand(16, generator=gen, dtype=torch.float64) * 3
+    idx = torch.tensor([0] * 6 + [1] * 2 + [2] * 5 + [3] * 3)  # unequal clusters, split anywhere
+    uw = UncertaintyWeighting(4).double()
+    with torch.no_grad():
+        uw.log_vars.copy_(torch.tensor([0.4, -0.3, 0.2, 0.9]))
+    whole = uw(loss, idx)
+    (grad_whole,) = torch.autograd.grad(whole, uw.log_vars)
+    counts = torch.bincount(idx, minlength=4)
+    shares = [uw(lc, ic, counts) for lc, ic in zip(loss.chunk(parts), idx.chunk(parts))]
+    mean = torch.stack(shares).mean()
+    (grad_parts,) = torch.autograd.grad(mean, uw.log_vars)
+    assert mean.item() == pytest.approx(whole.item(), rel=1e-12)
+    assert torch.allclose(grad_parts, grad_whole, atol=1e-12)
+    with pytest.raises(ValueError, match="counts"):  # a micro-batch cannot hold more than the global batch
+        uw(loss[:4], idx[:4], torch.tensor([1, 2, 5, 3]))

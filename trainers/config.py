@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trainers.config_checks import check_config
 from trainers.precision import PRECISIONS
 from trainers.routing.spec import RoutingSpec, effective_routing_kind
 
@@ -51,7 +52,8 @@ class RunConfig:
     p2_k: float = 1.0
     uw_clusters: int = 8
     uw_lr: float = 0.025
-    uw_cluster_method: str = "snr"  # snr | timestep | equal: how ANT-UW's K clusters are found
+    # timestep | snr | equal: how ANT-UW's K clusters are found; "timestep" = DTR App. C (8 equal intervals)
+    uw_cluster_method: str = "timestep"
     # -- diffusion
     schedule: str = "linear"
     num_timesteps: int = 1000
@@ -122,6 +124,7 @@ class RunConfig:
         if self.expert_t_lo >= 0 and not 0 <= self.expert_t_lo <= self.expert_t_hi < self.num_timesteps:
             raise ValueError(f"expert interval [{self.expert_t_lo}, {self.expert_t_hi}] must lie in "
                              f"[0, {self.num_timesteps - 1}]")
+        check_config(self)  # combinations across fields (model name, routing clusters, batches, ANT-UW)
 
     # -- derived views
     def routing_spec(self) -> RoutingSpec:

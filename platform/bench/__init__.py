@@ -8,6 +8,7 @@ with noise bands from the repeats (no hand-picked tolerances)::
     python -m platform.bench --cases dsinit_jit    # DeepSpeed's own init_distributed (JIT build, ~1.5 min)
     python -m platform.bench --suite quality       # FID-k of vanilla and DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
+    python -m platform.bench --suite gpu           # one GPU: bf16 DiT img/s, MFU, DTR cost (torch + numpy only)
 
 What a worker would run lives in ``trainers/bench``: the cases (``cases.py``), the interleaved
 timing and its runners (``measure.py``, ``steps.py``) and the fresh-process launches
@@ -27,6 +28,7 @@ timing and its runners (``measure.py``, ``steps.py``) and the fresh-process laun
     printing.py   the ratio table and the summary lines
     history.py    runs/bench/history.jsonl, one line per invocation (reports.bench_history: its frame)
     provenance.py git commit and host of a run
+    gpu.py        --suite gpu: trainers/bench/gpu_check.py's table and JSON (docs/benchmarks.md)
 
 Exit status: 0 ok, 1 regression, 2 could not run.  Every invocation is one run in the MLflow
 experiment ``benchmarks`` (trainers.training.tracking.MlflowRun) and one line of

@@ -4,6 +4,7 @@ the committed baseline.  Run from the repository root.
     make bench                                            # = python -m platform.bench --suite speed
     python -m platform.bench --suite all                  # + FID-k of vanilla/DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
+    python -m platform.bench --suite gpu                  # bf16 DiT-B/2, DiT-L/2 img/s, MFU, DTR ratio (1 GPU)
 
 This module is only the command line around :func:`platform.bench.run.run_bench`; the modules
 are listed in platform/bench/__init__.py, the cases and the timing live in trainers/bench.
@@ -19,6 +20,8 @@ exit status:
   0  no metric regressed beyond its noise band (or --update-baseline was given)
   1  a gated metric regressed beyond its noise band, or the routing-cost claim failed beyond its band
   2  bad arguments or the bench could not run
+  --suite gpu: 0 every target passed, 1 a target failed (MFU of DiT-B/2 >= 40 %, DTR/vanilla step time
+  <= 1.01), 2 no CUDA device (use --device cpu --tiny for the smoke path) or a crash
 
 gated metrics are ratios measured in the same interleaved rounds (dtr_step_ratio = t_dtr / t_vanilla,
 laptop_precision_step_ratio = t(bf16 autocast) / t(fp32), ...); absolute numbers (milliseconds, start-up
@@ -38,11 +41,15 @@ runs/mlflow.db), a line in runs/bench/history.jsonl (reports.bench_history.histo
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m platform.bench", description=__doc__.split("\n\n")[0],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=("speed", "quality", "all"), default="speed",
+    p.add_argument("--suite", choices=("speed", "quality", "all", "gpu"), default="speed",
                    help="speed: step-time ratios, sampling and FID time (minutes); quality: FID-k of "
-                        "vanilla and DTR after short training runs, 3 seeds (long); all: both")
+                        "vanilla and DTR after short training runs, 3 seeds (long); all: both; gpu: bf16 "
+                        "training img/s, MFU against a GEMM peak, DTR/vanilla step time and sampling img/s of "
+                        "DiT-B/2 and DiT-L/2 on one GPU (< 5 min; needs only torch and numpy)")
     p.add_argument("--scale", choices=("full", "tiny"), default="full",
-                   help="full: the real suite (DiT-S/2 training steps); tiny: test size (DiT-T/4, a few images)")
+                   help="full: the real suite (DiT-S/2 training steps; gpu: DiT-B/2, DiT-L/2); tiny: test size "
+                        "(DiT-T/4, a few images)")
+    p.add_argument("--tiny", dest="scale", action="store_const", const="tiny", help="same as --scale tiny")
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: full 12, tiny 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes (default 1)")
     p.add_argument("--cases", default="",
@@ -53,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="", help="quality seeds, comma-separated (default 0,1,2)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: stable on a shared machine; part of each case's fingerprint)")
-    p.add_argument("--engine", choices=("deepspeed", "torch"), default="deepspeed",
+    p.add_argument("--engine", choices=("deepspeed", "torch"), default=None,
                    help="training-step path: a DeepSpeed engine as trainers/training/loop.py (default) or the "
-                        "same objective with torch AdamW and no DeepSpeed")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the cases run (cuda: wall clock with synchronisation; not exercised on the "
-                        "CPU-only build machines); the routing-cost claim is judged on cpu only")
+                        "same objective with torch AdamW and no DeepSpeed; gpu suite: torch AdamW (default), "
+                        "deepspeed also times a DeepSpeed bf16 engine step (skipped with a note without deepspeed)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="where the cases run (default cpu; cuda: wall clock with synchronisation; not exercised "
+                        "on the CPU-only build machines); the routing-cost claim is judged on cpu only; gpu suite: "
+                        "default cuda, cpu only with --tiny as a smoke test")
+    p.add_argument("--batch", type=int, default=None, help="gpu suite: training micro-batch (default 32; tiny 4)")
+    p.add_argument("--compile", action="store_true", help="gpu suite: torch.compile the models (off by default)")
     p.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="cpu: process CPU time (default on CPU: robust to other jobs sharing the cores); "
                         "wall: wall time (default on CUDA)")
@@ -75,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.suite == "gpu":  # before anything of the other suites is imported: torch and numpy only
+        from platform.bench.gpu import run_gpu_suite
+        return run_gpu_suite(args)
     from platform.bench.options import DEFAULT_BASELINE, BenchOptions
     from platform.bench.run import run_bench
     try:
@@ -82,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             suite=args.suite, scale=args.scale, rounds=args.rounds, warmup=args.warmup,
             cases=tuple(c.strip() for c in args.cases.split(",") if c.strip()),
             seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
-            threads=args.threads, engine=args.engine, device=args.device, clock=args.clock,
+            threads=args.threads, engine=args.engine or "deepspeed", device=args.device or "cpu", clock=args.clock,
             baseline=args.baseline or DEFAULT_BASELINE, update_baseline=args.update_baseline,
             gate_absolute=args.gate_absolute, mlflow=not args.no_mlflow, history=args.history,
             json_out=args.json_out)

@@ -7,13 +7,14 @@
 Names: ``fashion_mnist`` (the embedded default), ``mnist``, ``digits`` (scikit-learn's 8x8
 digits, if sklearn is installed), ``image_folder`` (FFHQ-style: every image under ``root``,
 unconditional), ``imagenet_folder`` (one sub-folder per class, labels = sorted folder names)
-and ``latents`` (a VAE latent cache written by :mod:`trainers.data.latents`).
+and ``latents`` (a VAE latent cache directory, :mod:`trainers.data.latent_cache`, built by
+``python -m platform.prepare latents``).
 """
 from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from trainers.data.latents import LatentDataset, read_latent_meta
+from trainers.data.latent_cache import LatentDataset, read_latent_meta
 from trainers.data.pixel_datasets import (
     ArrayImageDataset,
     ImageFolderDataset,
@@ -75,5 +76,6 @@ def build_dataset(name: str, *, root: str | None = None, image_size: int = 32, s
         return ImageFolderDataset(root, image_size=image_size, labelled=(key == "imagenet_folder"),
                                   random_flip=random_flip, skip_corrupt=skip_corrupt, seed=seed)
     if not root:
-        raise ValueError("build_dataset('latents') needs root=<path of a latent cache file>")
+        raise ValueError("build_dataset('latents') needs root=<latent cache directory> "
+                         "(build one with `python -m platform.prepare latents`)")
     return LatentDataset(root, random_flip=random_flip, seed=seed)

@@ -18,7 +18,7 @@ from trainers.diffusion.gaussian import GaussianDiffusion
 from trainers.precision import autocast
 
 __all__ = ["space_timesteps", "SpacedDiffusion", "respace", "combine_cfg",
-           "guided_output", "sample"]
+           "guided_output", "PerSampleNoise", "sample"]
 
 
 def space_timesteps(T: int, steps) -> list[int]:
@@ -98,15 +98,34 @@ def guided_output(model, x, t, y=None, cfg_scale: float = 1.0,
     return combine_cfg(out_c, out_u, cfg_scale, x.shape[1], guided_channels)
 
 
-def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+class BatchNoise:
+    """All of a batch's noise from one generator: a sample depends on its place in the batch."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __call__(self, shape, device) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.generator.device).to(device)
+
+
+class PerSampleNoise:
+    """One CPU generator per sample, seeded by the caller: sample i draws the same noise (and so
+    is the same image) whatever batch, rank or world size it is drawn in."""
+
+    def __init__(self, seeds):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, shape, device) -> torch.Tensor:
+        if shape[0] != len(self.generators):
+            raise ValueError(f"PerSampleNoise holds {len(self.generators)} seeds, asked for a batch of {shape[0]}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]).to(device)
 
 
 @torch.no_grad()
 def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str = "ddpm",
            y=None, cfg_scale: float = 1.0, guided_channels: int | None = None,
            eta: float = 0.0, clip_denoised: bool = False,
-           generator: torch.Generator | None = None, progress: bool = False,
+           generator: torch.Generator | None = None, noise=None, progress: bool = False,
            precision: str = "fp32") -> torch.Tensor:
     """Draw x0 samples of ``shape`` (N, C, H, W).
 
@@ -115,7 +134,8 @@ def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str
     DDIM with ``eta`` (eta = 0 is deterministic given the generator's seed).
     ``steps`` respaces the diffusion (``None`` keeps it as is).  ``clip_denoised``
     clamps the x0 prediction to [-1, 1]: False for DiT latents, pass True for pixels.
-    All noise comes from ``generator`` (a fresh randomly seeded CPU one when None).
+    All noise comes from ``noise`` (a callable ``(shape, device) -> tensor`` such as
+    :class:`PerSampleNoise`) or else from ``generator`` (a fresh randomly seeded CPU one when None).
     The model is put in eval mode for the call (label dropout off) and restored after.
     ``precision`` is a resolved run precision (trainers/precision.py): "amp-bf16" runs the model
     under bf16 autocast; the sampler's own arithmetic stays in float32.
@@ -130,13 +150,15 @@ def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str
         device = next(model.parameters()).device
     except (StopIteration, AttributeError):
         device = torch.device("cpu")
-    if generator is None:
-        generator = torch.Generator()
-        generator.seed()
+    if noise is None:
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        noise = BatchNoise(generator)
     if y is not None:
         y = torch.as_tensor(y, dtype=torch.long, device=device)
     n = shape[0]
-    x = _randn(shape, generator, device)
+    x = noise(shape, device)
     indices = range(sp.num_timesteps - 1, -1, -1)
     if progress:
         from tqdm.auto import tqdm
@@ -151,10 +173,10 @@ def sample(model, diffusion: GaussianDiffusion, shape, *, steps=250, method: str
                 out = guided_output(model, x, tmap.to(device)[t], y, cfg_scale, guided_channels)
             out = out.float()
             if method == "ddpm":
-                x = sp.p_sample_step(out, x, t, _randn(shape, generator, device), clip_denoised)
+                x = sp.p_sample_step(out, x, t, noise(shape, device), clip_denoised)
             else:
-                noise = _randn(shape, generator, device) if eta > 0 else None
-                x = sp.ddim_step(out, x, t, noise, eta, clip_denoised)
+                eps = noise(shape, device) if eta > 0 else None
+                x = sp.ddim_step(out, x, t, eps, eta, clip_denoised)
     finally:
         if was_training:
             model.train()

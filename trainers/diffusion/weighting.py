@@ -91,12 +91,23 @@ def combine_loss(
 
 
 class UncertaintyWeighting(nn.Module):
-    """ANT-UW: ``L = sum_j 0.5 * (exp(-s_j) * Lbar_j / K + s_j)`` over K clusters.
+    """ANT-UW: ``L = sum_j 0.5 * (exp(-s_j) * Lbar_j / K + s_j)`` over K clusters of a global batch.
 
-    ``s_j`` (``log_vars``) start at 0.  ``Lbar_j`` is the mean loss of the batch
-    samples in cluster j.  Clusters with no sample in the batch are skipped
-    entirely (neither their loss term nor their ``s_j`` regulariser is added),
-    so their ``s_j`` gets a zero gradient from that batch.
+    ``s_j`` (``log_vars``) start at 0; ``Lbar_j`` is the mean loss of the global batch's samples
+    in cluster j.  Clusters with no sample in the global batch are skipped entirely (neither their
+    loss term nor their ``s_j`` regulariser is added), so their ``s_j`` gets a zero gradient.
+
+    Micro-batches: a global batch of G samples cut into M equal micro-batches (gradient
+    accumulation, data parallelism) must train the same objective whatever M.  Called on one
+    micro-batch with ``counts`` (K,), the samples of each cluster in the whole global batch, it
+    returns that micro-batch's share
+
+        L_m = sum_{j: counts_j > 0} 0.5 * s_j + 0.5 * (G / N_m) * sum_{i in m} exp(-s_{c_i}) * l_i / (K * counts_{c_i})
+
+    whose mean over the M micro-batches (what DeepSpeed's gradient averaging computes) is L
+    exactly: each ``s_j`` is counted once per global batch and each cluster mean divides by the
+    cluster's global count, however the clusters fall across micro-batches.  Without ``counts``
+    the batch is the whole global batch (M = 1).
     """
 
     def __init__(self, num_clusters: int):
@@ -106,8 +117,7 @@ class UncertaintyWeighting(nn.Module):
         self.num_clusters = int(num_clusters)
         self.log_vars = nn.Parameter(torch.zeros(self.num_clusters))
 
-    def cluster_means(self, per_sample_loss: Tensor, cluster_idx: Tensor) -> tuple[Tensor, Tensor]:
-        """(Lbar (K,), present (K,) bool); Lbar is 0 where a cluster is empty."""
+    def _check(self, per_sample_loss: Tensor, cluster_idx: Tensor) -> Tensor:
         if per_sample_loss.ndim != 1 or cluster_idx.shape != per_sample_loss.shape:
             raise ValueError(
                 "per_sample_loss and cluster_idx must both be (N,), got "
@@ -116,16 +126,30 @@ class UncertaintyWeighting(nn.Module):
         idx = cluster_idx.to(device=self.log_vars.device, dtype=torch.long)
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.num_clusters):
             raise ValueError(f"cluster_idx must lie in [0, {self.num_clusters})")
+        return idx
+
+    def cluster_means(self, per_sample_loss: Tensor, cluster_idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(Lbar (K,), present (K,) bool) of a whole batch; Lbar is 0 where a cluster is empty."""
+        idx = self._check(per_sample_loss, cluster_idx)
         loss = per_sample_loss.to(device=self.log_vars.device, dtype=self.log_vars.dtype)
         sums = torch.zeros_like(self.log_vars).index_add(0, idx, loss)
         counts = torch.bincount(idx, minlength=self.num_clusters).to(loss.dtype)
         return sums / counts.clamp_min(1), counts > 0
 
-    def forward(self, per_sample_loss: Tensor, cluster_idx: Tensor) -> Tensor:
-        lbar, present = self.cluster_means(per_sample_loss, cluster_idx)
-        s = self.log_vars
-        terms = 0.5 * (torch.exp(-s) * lbar / self.num_clusters + s)
-        return torch.where(present, terms, torch.zeros_like(terms)).sum()
+    def forward(self, per_sample_loss: Tensor, cluster_idx: Tensor, counts: Tensor | None = None) -> Tensor:
+        idx = self._check(per_sample_loss, cluster_idx)
+        dtype = torch.promote_types(self.log_vars.dtype, torch.float32)  # at least fp32 under a bf16 engine
+        loss = per_sample_loss.to(device=self.log_vars.device, dtype=dtype)
+        local = torch.bincount(idx, minlength=self.num_clusters).to(loss.dtype)
+        counts = local if counts is None else torch.as_tensor(counts).to(device=loss.device, dtype=loss.dtype)
+        if counts.shape != (self.num_clusters,) or (local > counts).any():
+            raise ValueError(f"counts must be the (K={self.num_clusters},) global count of each cluster, at least "
+                             "its count in this micro-batch")
+        s = self.log_vars.to(dtype)
+        share = counts.sum() / max(loss.numel(), 1)  # G / N_m: the number of micro-batches
+        weights = torch.exp(-s) / (self.num_clusters * counts.clamp_min(1))
+        data = (weights[idx] * loss).sum() * share
+        return 0.5 * (data + torch.where(counts > 0, s, torch.zeros_like(s)).sum())
 
     def param_group(self, lr: float = 0.025) -> dict:
         """Param group for its own AdamW group (no weight decay)."""

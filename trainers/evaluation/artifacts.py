@@ -49,7 +49,7 @@ def write_final_artifacts(cfg: RunConfig, result: dict, live_model, tracker) -> 
     atomic_write_json(metrics_path, {"config": cfg.to_dict(), "label": cfg.label(), **result})
     paths.append(metrics_path)
     tracker.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float))}, step=cfg.steps)
-    tracker.set_tags({"feature_set": result.get("feature_set", "")})
+    tracker.set_tags({"feature_set": result.get("feature_set", ""), "fid_protocol": result.get("fid_protocol", "")})
     for path in paths:
         tracker.log_artifact(path)
     return result

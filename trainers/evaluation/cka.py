@@ -6,7 +6,7 @@ Y (n, q) over the same n examples; it is invariant to orthogonal transforms and 
 scaling of either side, and equals 1 for X = Y.
 
 ``capture_block_outputs`` runs the model on one fixed batch ``x0`` noised to each timestep of a
-grid with one fixed noise draw, and records every block's output with forward hooks;
+grid with one fixed noise draw and the run's own diffusion (schedule), and records every block's output with forward hooks;
 ``cka_matrix`` gives, per block, the (K, K) CKA between the K timesteps (examples = the N images
 by default, or the N * tokens positions); ``plot_cka_heatmaps`` draws methods side by side.
 """
@@ -56,8 +56,8 @@ def capture_block_outputs(
     y: torch.Tensor | None,
     timesteps: Sequence[int],
     *,
+    diffusion,
     noise: torch.Tensor | None = None,
-    diffusion=None,
     seed: int = 0,
     modules: Sequence[nn.Module] | None = None,
 ) -> dict[int, torch.Tensor]:
@@ -65,13 +65,12 @@ def capture_block_outputs(
 
     ``x`` (N, C, H, W) is the clean batch x0; at each of the K timesteps the model sees
     ``q_sample(x0, t, noise)`` with the same ``noise`` (drawn from ``seed`` when not given).
-    ``diffusion`` defaults to the linear-schedule GaussianDiffusion of the model's T.
-    The model runs in eval mode (restored afterwards).
+    ``diffusion`` is the run's GaussianDiffusion (required: its schedule decides what x_t is, and
+    a linear default would silently misread a cosine-schedule run).  The model runs in eval mode
+    (restored afterwards).
     """
-    if diffusion is None:
-        from trainers.diffusion.gaussian import GaussianDiffusion
-
-        diffusion = GaussianDiffusion("linear", getattr(model, "num_timesteps", 1000))
+    if diffusion is None or not hasattr(diffusion, "q_sample"):
+        raise TypeError("capture_block_outputs needs diffusion=, the run's GaussianDiffusion (its schedule)")
     device = next(model.parameters()).device
     x = x.to(device).float()
     if noise is None:

@@ -1,5 +1,5 @@
 """Feature sets by name ("domain", "domain-<dataset>", "inception", "inception-clean-fid",
-"inception-offline"), loaded once per process."""
+"inception-offline", "inception-random"), loaded once per process."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ _CACHE: dict = {}
 def get_feature_set(name, dataset: str | None = None, device=None, data_root: str | None = None,
                     cache_dir: str | None = None) -> FeatureSet:
     """Resolve ``name`` ("domain", "domain-<dataset>", "inception", "inception-clean-fid",
-    "inception-offline", or a FeatureSet) to a loaded extractor, memoised per process."""
+    "inception-offline", "inception-random", or a FeatureSet) to a loaded extractor, memoised per process."""
     if isinstance(name, FeatureSet):
         return name
     device = torch.device(device or "cpu")
@@ -38,8 +38,10 @@ def get_feature_set(name, dataset: str | None = None, device=None, data_root: st
         fs = inception_extractor("clean", device)
     elif name == "inception-offline":
         fs = inception_extractor("offline", device)
+    elif name == "inception-random":
+        fs = inception_extractor("random", device)
     else:
         raise ValueError(f"unknown feature set {name!r} (domain, domain-<dataset>, inception, "
-                         "inception-clean-fid, inception-offline)")
+                         "inception-clean-fid, inception-offline, inception-random)")
     _CACHE[key] = fs
     return fs

@@ -18,13 +18,15 @@ import torch
 @dataclass
 class FeatureSet:
     """A named feature extractor: ``fn`` maps a float batch to (B, dim); ``logits_fn`` (optional)
-    maps the same batch to class logits (used for the Inception Score)."""
+    maps the same batch to class logits (used for the Inception Score), or ``head`` (optional)
+    maps the features to them (one network pass for both)."""
 
     name: str
     dim: int
     fn: Callable[[torch.Tensor], torch.Tensor]
     prepare: Callable[[object], torch.Tensor]
     logits_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    head: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     batch_size: int = 256
     tag: str = ""                               # identifies the weights, for cache keys
     info: dict = field(default_factory=dict)    # e.g. the domain classifier's test accuracy
@@ -37,15 +39,34 @@ class FeatureSet:
                 out.append(fn(x).detach().double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim))
 
+    @property
+    def has_logits(self) -> bool:
+        return self.logits_fn is not None or self.head is not None
+
     def features(self, images) -> np.ndarray:
         """float64 (N, dim) features."""
         return self._run(images, self.fn)
 
     def logits(self, images) -> np.ndarray:
         """float64 (N, classes) logits; raises if this feature set has no classifier head."""
+        if self.head is not None:
+            return self.head_logits(self.features(images))
         if self.logits_fn is None:
-            raise ValueError(f"feature set {self.name!r} has no logits (Inception Score needs the domain set)")
+            raise ValueError(f"feature set {self.name!r} has no logits (the Inception Score needs a classifier "
+                             "head: the domain set, inception-clean-fid or inception-random)")
         return self._run(images, self.logits_fn)
+
+    def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features and logits (None without a head), with one network pass when the set has a ``head``."""
+        feats = self.features(images)
+        if self.head is not None:
+            return feats, self.head_logits(feats)
+        return feats, (self._run(images, self.logits_fn) if self.logits_fn is not None else None)
+
+    def head_logits(self, feats: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.as_tensor(feats, dtype=torch.float32)
+            return self.head(x.to(next(self.head.parameters()).device)).double().cpu().numpy()
 
 
 # --- input conversion ----------------------------------------------------------------------

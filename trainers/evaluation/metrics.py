@@ -161,31 +161,41 @@ def precision_recall(real_feats, fake_feats, k: int = 3, chunk: int = 1024) -> t
 
 # --- everything at once ------------------------------------------------------------------------
 
+def sample_features(samples, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and (when the set has a classifier head) logits of ``samples``: the part of an
+    evaluation every rank runs on its own share before rank 0 scores the gathered whole."""
+    return fs.features_and_logits(samples)
+
+
+def score_features(feats, logits, ref: dict, *, labels=None, pr_k: int = 3, is_splits: int = 10) -> dict:
+    """FID, IS (None without logits), precision/recall and label accuracy of gathered features."""
+    fid = frechet_distance(*feature_stats(feats), ref["mu"], ref["sigma"])
+    is_mean = is_std = label_accuracy = None
+    if logits is not None:
+        is_mean, is_std = inception_score(logits, splits=is_splits)
+        if labels is not None:
+            label_accuracy = float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
+    m = min(len(feats), len(ref["pr_feats"]))
+    precision, recall = precision_recall(ref["pr_feats"][:m], feats, k=pr_k)
+    return {"fid": fid, "is_mean": is_mean, "is_std": is_std, "precision": precision, "recall": recall,
+            "label_accuracy": label_accuracy, "num_samples": int(len(feats)), "reference_n": int(ref["n"])}
+
+
 def evaluate_samples(samples, dataset: str, feature_set="domain", *, split: str = "train", ref_n: int | None = None,
                      pr_k: int = 3, is_splits: int = 10, device=None, data_root: str | None = None,
                      cache_dir: str | None = None, labels=None) -> dict:
-    """FID, IS (domain set only; None for Inception), precision and recall of ``samples``, and
-    with ``labels`` (the classes the samples were conditioned on) their label accuracy.
+    """FID, IS (feature sets with a classifier head: the domain set, Inception with logits; None
+    otherwise), precision and recall of ``samples``, and with ``labels`` (the classes the samples
+    were conditioned on) their label accuracy.
 
     ``samples``: float (N, C, H, W) in [-1, 1] or uint8 (N, H, W, C). ``ref_n``: real images in
     the reference (None = the whole split; expensive for Inception on CPU).  Label accuracy is
     the fraction of samples the feature set's classifier assigns to their conditioning class
-    (needs a classifier head: the domain set; None otherwise).
+    (meaningful for the domain set, whose classes are the data set's).
     """
     fs = get_feature_set(feature_set, dataset, device, data_root, cache_dir)
     ref = reference(dataset, fs, split, ref_n, image_size=_image_size(samples), data_root=data_root,
                     cache_dir=cache_dir, device=device)
-    feats = fs.features(samples)
-    fid = frechet_distance(*feature_stats(feats), ref["mu"], ref["sigma"])
-    is_mean = is_std = label_accuracy = None
-    if fs.logits_fn is not None:
-        logits = fs.logits(samples)
-        is_mean, is_std = inception_score(logits, splits=is_splits)
-        if labels is not None:
-            label_accuracy = float((logits.argmax(1) == np.asarray(labels)).mean())
-    m = min(len(feats), len(ref["pr_feats"]))
-    precision, recall = precision_recall(ref["pr_feats"][:m], feats, k=pr_k)
-    return {"fid": fid, "is_mean": is_mean, "is_std": is_std, "precision": precision, "recall": recall,
-            "label_accuracy": label_accuracy,
-            "feature_set": fs.name, "num_samples": int(len(feats)), "reference": f"{dataset}/{split}",
-            "reference_n": int(ref["n"])}
+    feats, logits = sample_features(samples, fs)
+    scores = score_features(feats, logits, ref, labels=labels, pr_k=pr_k, is_splits=is_splits)
+    return {**scores, "feature_set": fs.name, "reference": f"{dataset}/{split}"}

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers.config_checks import DIT_PATCHES, DIT_SIZES
+
 from .embeddings import LabelEmbedder, TimestepEmbedder, sincos_2d
 
 
@@ -108,7 +110,7 @@ def build_router(routing, num_timesteps: int, hidden_size: int, depth: int) -> n
         from .switch_routing import SwitchRouter
 
         return SwitchRouter(depth, hidden_size, num_timesteps, experts=spec.experts, top_k=spec.top_k,
-                            prior_weight=spec.prior_weight, alpha=spec.alpha)
+                            prior_weight=spec.prior_weight, alpha=spec.alpha, seed=spec.seed)
     if spec.kind == "learned_window":
         from .learned_window import LearnedWindow
 
@@ -271,9 +273,7 @@ class DiT(nn.Module):
         return self.unpatchify(self.final_layer(h, c))
 
 
-# name -> (depth, hidden size, heads), docs/architecture.md; "T" is a tiny CPU size for laptops and tests.
-DIT_SIZES = {"T": (4, 128, 4), "S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
-DIT_PATCHES = {"T": (2, 4), "S": (2, 4, 8), "B": (2, 4, 8), "L": (2, 4, 8), "XL": (2, 4, 8)}
+# name -> (depth, hidden size, heads) and patch sizes: trainers/config_checks.py (the config validates names)
 
 DiT_models = {
     f"DiT-{size}/{p}": partial(DiT, depth=d, hidden_size=h, num_heads=n, patch_size=p)

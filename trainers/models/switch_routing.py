@@ -14,14 +14,16 @@ Diffusion-prior loss: ``P`` = concatenation over blocks of each sample's gate pr
 (N, depth*E), divided by depth (rows sum to 1). The target is a DTR-shaped table over the
 depth*E expert slots (window width depth*k, power ``alpha``), whose slots are matched to the
 model's slots by the Hungarian algorithm (cost: L1 between the model's top-k indicator table
-over all T timesteps and the prior table; no gradient), gathered at each sample's t and
-normalised to sum 1. ``loss = mean_n JS(P_n, target_n)`` with eps 1e-6, times ``prior_weight``.
+over all T timesteps and the prior table; no gradient; model and prior slots in fresh random
+orders at every evaluation, as the released code, drawn from ``seed`` and a saved counter),
+gathered at each sample's t and normalised to sum 1. ``loss = mean_n JS(P_n, target_n)`` with eps 1e-6, times ``prior_weight``.
 
 Parameters added per model: ``depth * (E * (D*D + D) + D*E + E)``
 (DiT-S/2 with E=3: 5,336,100).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,22 +42,37 @@ def switch_prior_table(num_timesteps: int, depth: int, experts: int, top_k: int,
     return table
 
 
-def match_slots(indicator: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+def slot_orders(seed: int, draw: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two random permutations of the ``slots`` expert slots (model slots, prior slots) for the
+    ``draw``-th prior-loss evaluation: a function of (seed, draw) alone, so a resumed run continues
+    the same stream."""
+    rng = np.random.default_rng([int(seed) % 2**32, int(draw)])
+    return rng.permutation(slots), rng.permutation(slots)
+
+
+def match_slots(indicator: torch.Tensor, prior: torch.Tensor,
+                order: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
     """Hungarian matching of the model's expert slots to the prior's slots.
 
     ``indicator`` and ``prior`` are (T, S) tables; the cost of pairing model slot i with prior
     slot j is ``sum_t |indicator[t, i] - prior[t, j]|``. Returns ``perm`` (S,) long with
     ``perm[i]`` the prior slot assigned to model slot i (a permutation).
+
+    ``order`` = (model slot order, prior slot order): the solver sees the cost with its rows and
+    columns in these orders, so among equally cheap matchings (identical columns are common) the
+    one it returns depends on them; the released code draws both at random at every step.
     """
     from scipy.optimize import linear_sum_assignment
 
     if indicator.shape != prior.shape or indicator.ndim != 2:
         raise ValueError(f"tables must both be (T, S), got {tuple(indicator.shape)} and {tuple(prior.shape)}")
     with torch.no_grad():
-        cost = torch.cdist(indicator.T.double().unsqueeze(0), prior.T.double().unsqueeze(0), p=1)[0]
-    rows, cols = linear_sum_assignment(cost.cpu().numpy())
-    perm = torch.empty(indicator.shape[1], dtype=torch.long)
-    perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
+        cost = torch.cdist(indicator.T.double().unsqueeze(0), prior.T.double().unsqueeze(0), p=1)[0].cpu().numpy()
+    slots = indicator.shape[1]
+    row_order, col_order = (np.arange(slots), np.arange(slots)) if order is None else map(np.asarray, order)
+    rows, cols = linear_sum_assignment(cost[np.ix_(row_order, col_order)])
+    perm = torch.empty(slots, dtype=torch.long)
+    perm[torch.as_tensor(row_order[rows], dtype=torch.long)] = torch.as_tensor(col_order[cols], dtype=torch.long)
     return perm
 
 
@@ -115,7 +132,7 @@ class SwitchRouter(nn.Module):
     """
 
     def __init__(self, depth: int, hidden_size: int, num_timesteps: int = 1000, experts: int = 3, top_k: int = 2,
-                 prior_weight: float = 1.0, alpha: float = 4.0, eps: float = 1e-6):
+                 prior_weight: float = 1.0, alpha: float = 4.0, eps: float = 1e-6, seed: int = 0):
         super().__init__()
         self.depth, self.hidden_size, self.num_timesteps = depth, hidden_size, num_timesteps
         self.num_experts, self.top_k, self.prior_weight, self.eps = experts, top_k, float(prior_weight), eps
@@ -123,6 +140,10 @@ class SwitchRouter(nn.Module):
         with torch.device("cpu"):  # deterministic from the config: not saved in checkpoints
             prior = switch_prior_table(num_timesteps, depth, experts, top_k, alpha)
         self.register_buffer("prior_table", prior, persistent=False)
+        # slot orders of the matching: drawn from (seed, number of prior-loss evaluations so far); the
+        # count is saved with the model, so a resumed run draws what the uninterrupted one would
+        self.seed = int(seed)
+        self.register_buffer("prior_draws", torch.zeros((), dtype=torch.long), persistent=True)
         self.last_perm: torch.Tensor | None = None  # slot matching of the last prior-loss evaluation
 
     @staticmethod
@@ -174,18 +195,22 @@ class SwitchRouter(nn.Module):
         ind = self.indicator_table(t_embedder)
         return ind.mean(0) if block is None else ind[block]
 
-    def matched_prior(self, t_embedder: nn.Module) -> torch.Tensor:
-        """The prior table with its slots permuted onto the model's slots, (T, depth*E)."""
+    def matched_prior(self, t_embedder: nn.Module, order=None) -> torch.Tensor:
+        """The prior table with its slots permuted onto the model's slots, (T, depth*E); ``order``
+        as in :func:`match_slots` (None: the solver's own tie-breaking)."""
         ind = self.indicator_table(t_embedder)  # (depth, T, E)
         flat = ind.permute(1, 0, 2).reshape(self.num_timesteps, -1)  # slot = block * E + expert
-        perm = match_slots(flat, self.prior_table).to(self.prior_table.device)
+        perm = match_slots(flat, self.prior_table, order).to(self.prior_table.device)
         self.last_perm = perm
         return self.prior_table[:, perm]
 
     def prior_loss(self, t: torch.Tensor, probs: list[torch.Tensor], t_embedder: nn.Module) -> torch.Tensor:
-        """Unweighted diffusion-prior loss: batch mean of JS(P, matched prior row at t)."""
+        """Unweighted diffusion-prior loss: batch mean of JS(P, matched prior row at t). Every call
+        matches with fresh random slot orders (the next draw of the seeded stream)."""
         p = torch.cat(probs, dim=-1) / self.depth  # (N, depth*E)
-        target = self.matched_prior(t_embedder)[t.long().to(self.prior_table.device)].to(p.device)
+        order = slot_orders(self.seed, int(self.prior_draws), self.depth * self.num_experts)
+        self.prior_draws += 1
+        target = self.matched_prior(t_embedder, order)[t.long().to(self.prior_table.device)].to(p.device)
         target = target / target.sum(-1, keepdim=True)
         return js_divergence(p, target, self.eps).mean()
 
@@ -195,5 +220,5 @@ def switch_parameter_count(depth: int, hidden_size: int, experts: int = 3) -> in
     return SwitchRouter.extra_parameters(depth, hidden_size, experts)
 
 
-__all__ = ["BlockRouter", "SwitchRouter", "js_divergence", "match_slots", "switch_parameter_count",
+__all__ = ["BlockRouter", "SwitchRouter", "js_divergence", "match_slots", "slot_orders", "switch_parameter_count",
            "switch_prior_table"]

@@ -15,7 +15,7 @@ Kinds:
                   zero-initialised linear experts gated by the timestep (§1.6);
                   ``experts`` (E), ``top_k`` (k), ``prior_weight`` (diffusion-prior loss weight)
   learned_window  beyond the papers: DTR's window of width W with a learned monotone
-                  start curve s(t) (soft edges in training, exact 0/1 in eval)
+                  start curve s(t) (exact 0/1 windows, soft-edge gradients in training)
 
 The learned kinds hold parameters, not a table: ``mask_table`` returns None for them
 and the model builds the router (trainers/models/switch_routing.py, learned_window.py).

@@ -30,7 +30,8 @@ class RoutingSpec:
     ``clusters`` (K) and ``cluster_method`` matter only for cdtr/ercdt;
     ``cluster_method="snr"`` places the K bounds by interval clustering of the
     schedule's SNR (``schedule``), ``"equal"`` uses equal widths.
-    ``seed`` matters only for ``random``.
+    ``seed`` draws R-TR's tables (``random``) and Switch-DiT's slot orders of the prior matching
+    (``learned``).
     ``experts`` (E), ``top_k`` (k) and ``prior_weight`` matter only for ``learned`` (Switch-DiT).
     """
 

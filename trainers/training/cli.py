@@ -29,7 +29,7 @@ FIELD_HELP = {
     "expert_t_hi": "multi-expert member: highest timestep trained (-1 = all)",
     "multi_expert_n": "multi-expert baseline: N models on N equal timestep intervals (1 = off)",
     "dataset": "fashion_mnist | mnist | image_folder | imagenet_folder | latents",
-    "data_root": "data directory (or latent cache file)", "image_size": "image (or latent) side length",
+    "data_root": "data directory (or latent cache directory, built by python -m platform.prepare latents)", "image_size": "image (or latent) side length",
     "random_flip": "random horizontal flips", "global_batch": "images per optimizer step, all workers",
     "micro_batch": "images per worker per forward pass", "lr": "AdamW learning rate",
     "weight_decay": "AdamW weight decay", "grad_clip": "gradient clipping norm (0 = off)",
@@ -77,12 +77,32 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             overrides.update(json.load(fh))
     overrides.update({f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
                       if getattr(args, f.name) is not None})
-    if "run_dir" not in overrides and "run_name" in overrides:
-        import os
-
-        from trainers.paths import runs_dir
-        overrides["run_dir"] = os.path.join(runs_dir(), "train", overrides["run_name"])
+    overrides.update(run_location(overrides.get("run_name"), overrides.get("run_dir"), args.resume))
     return preset_config(args.preset, **overrides)
+
+
+def run_location(run_name: str | None, run_dir: str | None, resume: str | None) -> dict:
+    """``run_name`` and ``run_dir`` of a run: the given ones; the resumed run's own directory for
+    ``--resume``; else a new, unique name under ``$DTR_RUNS_DIR/train`` (a second run never
+    collides with the first)."""
+    import os
+
+    from trainers.paths import runs_dir
+    if run_dir:
+        return {"run_dir": run_dir, "run_name": run_name or os.path.basename(os.path.normpath(run_dir))}
+    if run_name:
+        return {"run_name": run_name, "run_dir": os.path.join(runs_dir(), "train", run_name)}
+    if resume:
+        resume = os.path.abspath(resume)
+        parent = os.path.dirname(resume)
+        found = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else resume
+        return {"run_name": os.path.basename(found), "run_dir": found}
+    import secrets
+    import time
+    name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    while os.path.exists(os.path.join(runs_dir(), "train", name)):
+        name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return {"run_name": name, "run_dir": os.path.join(runs_dir(), "train", name)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_module(module, src: int = 0):
+    """Copy ``src``'s parameters and buffers into ``module`` on every rank (in place); returns it."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=src)
+    return module
+
+
 def all_reduce_mean(value):
     """Mean of a scalar tensor over all ranks (the tensor itself when not distributed)."""
     import torch.distributed as dist

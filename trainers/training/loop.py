@@ -44,13 +44,14 @@ from trainers.training.checkpoint import (
 from trainers.training.distributed import (
     all_reduce_mean,
     barrier,
+    broadcast_module,
     broadcast_object,
     ensure_single_process_env,
     init_deepspeed_distributed,
     rank_and_world,
 )
 from trainers.training.efficiency import peak_matmul_flops, train_flops_per_image
-from trainers.training.ema import EMA
+from trainers.training.ema import EMA, update_ema
 from trainers.training.objective import DiffusionObjective
 from trainers.training.tracking import MetricsFile, MlflowRun, read_metrics
 
@@ -211,8 +212,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             vbs.append(logs["vb"].float())
             if "prior" in logs:  # Switch-DiT's diffusion-prior loss
                 priors.append(logs["prior"].float())
-        if ema is not None:
-            ema.update(objective.model, step)
+        update_ema(ema, objective.model, step, engine.optimizer)  # every rank: fp32 master weights
         window_seconds += time.perf_counter() - step_started
         window_images += cfg.global_batch
         done = step + 1
@@ -248,7 +248,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
             barrier()
         if is_eval:
-            fid_k = _evaluate_during_training(ema, diffusion, cfg, done, rank, device)
+            fid_k = _evaluate_during_training(ema, diffusion, cfg, done, rank, world, device)
             if rank == 0:
                 last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
                 tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
@@ -268,17 +268,34 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     if start_step < cfg.steps or path is None or os.path.basename(path) != tag_for(cfg.steps):
         path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank)
     barrier()
-    final = evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.final_eval_samples, rank=rank,
-                           device=device, keep_samples=True)
+    final = evaluate_model(_evaluation_weights(ema, cfg, rank, world, device), diffusion, cfg,
+                           cfg.final_eval_samples, rank=rank, world=world, device=device, keep_samples=True)
     if rank == 0:
         final = write_final_artifacts(cfg, final, objective.model, tracker)
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
     return {**final, **_throughput(throughputs), "_checkpoint": path}
 
 
-def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, device) -> dict:
+_EVAL_COPIES: dict = {}
+
+
+def _evaluation_weights(ema, cfg: RunConfig, rank: int, world: int, device):
+    """The EMA model on every rank (rank 0 keeps the EMA; the others receive a copy to sample with)."""
+    if world == 1:
+        return ema.model
+    if rank != 0:
+        key = (cfg.run_dir, str(device))
+        if key not in _EVAL_COPIES:
+            _EVAL_COPIES.clear()
+            _EVAL_COPIES[key] = model_for(cfg).to(device).float().eval().requires_grad_(False)
+        return broadcast_module(_EVAL_COPIES[key])
+    return broadcast_module(ema.model)
+
+
+def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int, device) -> dict:
     try:
-        return evaluate_model(ema.model if ema else None, diffusion, cfg, cfg.eval_k, rank=rank, device=device)
+        return evaluate_model(_evaluation_weights(ema, cfg, rank, world, device), diffusion, cfg, cfg.eval_k,
+                              rank=rank, world=world, device=device)
     except Exception as err:
         kept = latest_checkpoint(cfg.run_dir)
         raise EvaluationError(f"FID-k evaluation at step {step} failed ({type(err).__name__}: {err}); training up "

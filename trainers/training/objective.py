@@ -21,12 +21,16 @@ from trainers.precision import autocast
 
 
 def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tuple[int, int]]:
-    """ANT's K timestep clusters, placed by the configured clustering cost."""
+    """ANT's K timestep clusters, placed by the configured clustering cost, over the timesteps the
+    model trains on: all T, or a multi-expert member's own interval [lo, hi] (docs/baselines.md)."""
+    lo, hi = cfg.expert_interval or (0, cfg.num_timesteps - 1)
     if cfg.uw_cluster_method == "snr":
-        return snr_clusters(diffusion.snr.numpy(), cfg.uw_clusters)
-    if cfg.uw_cluster_method == "timestep":
-        return timestep_clusters(cfg.num_timesteps, cfg.uw_clusters)
-    return equal_width_clusters(cfg.num_timesteps, cfg.uw_clusters)
+        local = snr_clusters(diffusion.snr.numpy()[lo:hi + 1], cfg.uw_clusters)
+    elif cfg.uw_cluster_method == "timestep":
+        local = timestep_clusters(hi - lo + 1, cfg.uw_clusters)
+    else:
+        local = equal_width_clusters(hi - lo + 1, cfg.uw_clusters)
+    return [(a + lo, b + lo) for a, b in local]
 
 
 class DiffusionObjective(nn.Module):
@@ -57,6 +61,16 @@ class DiffusionObjective(nn.Module):
         t = torch.randint(lo, hi + 1, (n,), generator=generator)
         return t, torch.zeros(n, dtype=torch.long)
 
+    def _uw_share(self, per_sample: torch.Tensor, cluster_idx: torch.Tensor) -> torch.Tensor:
+        """This micro-batch's share of the global batch's UW objective (the mean of the shares over
+        the global batch's equal micro-batches is the objective, docs/loss_weighting.md)."""
+        if per_sample.shape[0] != self.cfg.micro_batch:
+            raise ValueError(f"ANT-UW: a micro-batch of {per_sample.shape[0]} samples, expected micro_batch="
+                             f"{self.cfg.micro_batch} (the shares assume equal micro-batches)")
+        counts = torch.full((self.cfg.uw_clusters,), self.cfg.global_batch // self.cfg.uw_clusters,
+                            device=per_sample.device)  # the stratified global batch: G / K in every cluster
+        return self.uw(per_sample, cluster_idx, counts)
+
     def _model_fp32_out(self, x, t, y=None):
         dtype = next(self.model.parameters()).dtype
         with autocast(self.precision_ran, x.device.type):
@@ -68,7 +82,7 @@ class DiffusionObjective(nn.Module):
                                                noise=noise.float())
         per_sample = combine_loss(terms["mse"], terms["vb"], t, self.snr, self.cfg.weighting,
                                   gamma=self.gamma, k=self.cfg.p2_k)
-        loss = self.uw(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
+        loss = self._uw_share(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
         logs = {"mse": terms["mse"].mean().detach(), "vb": terms["vb"].mean().detach()}
         aux = getattr(self.model, "aux_loss", None)  # Switch-DiT's diffusion-prior loss (already weighted)
         if aux is not None:

@@ -111,13 +111,18 @@ class MlflowRun:
             params = [mlflow.entities.Param(k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v))
                       for k, v in cfg.to_dict().items()]
             config_json = json.dumps(cfg.to_dict(), sort_keys=True)
+            long = sorted(p.key for p in params if len(p.value) > MAX_PARAM_CHARS)
+            tags = {CONFIG_TAG: config_json, **source_tags(),
+                    **({"dtr.params_left_out": f"{', '.join(long)}: longer than {MAX_PARAM_CHARS} characters; "
+                        f"whole in the artifact {RUN_CONFIG_FILE} and the tag {CONFIG_TAG}"} if long else {})}
             client.log_batch(self.run_id, params=[p for p in params if len(p.value) <= MAX_PARAM_CHARS],
-                             tags=[mlflow.entities.RunTag(CONFIG_TAG, config_json)])
+                             tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
             config_file = os.path.join(cfg.run_dir, RUN_CONFIG_FILE)
             if os.path.exists(config_file):
                 client.log_artifact(self.run_id, config_file)
         self.client = client
         client.update_run(self.run_id, status="RUNNING")
+        self.monitor = _system_metrics(self.run_id, resuming=bool(existing))
 
     @classmethod
     def new(cls, experiment: str, run_name: str, *, params: dict | None = None, tags: dict | None = None,
@@ -159,4 +164,51 @@ class MlflowRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.enabled:
+            if getattr(self, "monitor", None) is not None:
+                self.monitor.finish()
+                self.monitor = None
             self.client.set_terminated(self.run_id, status=status)
+
+
+def source_tags() -> dict:
+    """MLflow's source tags of this checkout: ``mlflow.source.git.commit`` (and branch, repo URL),
+    ``dtr.git_dirty`` (uncommitted changes); {} outside a git checkout or without git."""
+    import subprocess
+
+    from trainers.paths import PROJECT_ROOT
+
+    def git(*args) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    tags = {"mlflow.source.git.commit": commit, "mlflow.source.type": "LOCAL",
+            "dtr.git_dirty": str(bool(status)).lower() if status is not None else "unknown"}
+    branch, url = git("rev-parse", "--abbrev-ref", "HEAD"), git("config", "--get", "remote.origin.url")
+    tags.update({k: v for k, v in (("mlflow.source.git.branch", branch), ("mlflow.source.git.repoURL", url)) if v})
+    return tags
+
+
+def _system_metrics(run_id: str, resuming: bool):
+    """MLflow's system-metrics monitor (``system/cpu_utilization_percentage``, memory, disk, network,
+    GPU when pynvml is there) on the run, sampled every ``$DTR_SYSTEM_METRICS_INTERVAL`` s (10);
+    None without psutil or with ``DTR_SYSTEM_METRICS=0``."""
+    if os.environ.get("DTR_SYSTEM_METRICS", "1") == "0":
+        return None
+    try:
+        import psutil  # noqa: F401  (MLflow's CPU/memory monitors need it)
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        interval = float(os.environ.get("DTR_SYSTEM_METRICS_INTERVAL", "10"))
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resuming,
+                                       tracking_uri=mlflow_tracking_uri())
+        monitor.start()
+        return monitor
+    except Exception as err:  # never fail a run for its monitor
+        log.warning("system metrics are not logged: %s", err)
+        return None

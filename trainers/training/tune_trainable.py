@@ -33,6 +33,7 @@ class TrialContext:
     labels: dict = field(default_factory=dict)      # recorded in RunConfig.extra, e.g. space, budget
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    worker_resources: dict = field(default_factory=dict)  # custom Ray resources per worker, e.g. {"gpu_sim": 1}
     workers: int = 1
 
 
@@ -49,17 +50,75 @@ def trial_config(ctx: TrialContext, params: dict, trial_name: str) -> RunConfig:
         extra={**ctx.labels, "phase": ctx.phase, "baseline": baseline or ""})
 
 
+# metrics only a final evaluation gives: a report before the end carries them as None ("no final
+# value yet"), so that Tune's strict metric check passes and a searcher never mistakes FID-k for FID
+FINAL_ONLY = ("fid", "is_mean", "precision", "recall", "label_accuracy")
+
+
+class Diverged(Exception):
+    """A FID (FID-k or final) that is not finite: the trial ends as a failed trial (not retried:
+    resume is exact, a retry would diverge again)."""
+
+
 def _clean(metrics: dict) -> dict:
-    """Plain values for Tune/Optuna; a non-finite number (a diverged FID) becomes 1e9."""
+    """Plain values for Tune/Optuna (non-finite numbers are left out: see ``tune_metrics``)."""
     out = {}
     for k, v in metrics.items():
-        if isinstance(v, bool):
+        if isinstance(v, bool) or isinstance(v, str):
             out[k] = v
-        elif isinstance(v, (int, float)):
-            out[k] = float(v) if math.isfinite(v) else 1e9
-        elif isinstance(v, str):
-            out[k] = v
+        elif isinstance(v, (int, float)) and math.isfinite(v):
+            out[k] = float(v)
     return out
+
+
+def tune_metrics(metrics: dict, last_fid_k: float | None = None) -> dict:
+    """What a trial reports to Tune from the training loop's ``report`` (trainers/training/loop.py).
+
+    The loop reports ``{"step", "loss", "fid", "fid_k", "images_per_s", "final": False}`` at
+    FID-k / checkpoint steps (its ``fid`` is the FID-k) and the final evaluation's metrics with
+    ``"final": True``.  Here ``fid_k`` is the small-sample proxy ASHA ranks by (the final report
+    repeats the last one) and ``fid`` (and every FINAL_ONLY metric) only ever a final evaluation's
+    value, None before: a trial ASHA stops ends without a final ``fid`` and the searcher tells
+    Optuna PRUNED (platform/repeat_as_seed.py).  Raises ``Diverged`` for a non-finite FID."""
+    final = bool(metrics.get("final"))
+    key = "fid" if final else "fid_k"
+    value = metrics.get(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Diverged(f"{'final FID' if final else 'FID-k'} is {value} at step {metrics.get('step')}")
+    out = _clean(metrics)
+    if final:
+        if last_fid_k is not None and "fid_k" not in out:
+            out["fid_k"] = last_fid_k
+    else:
+        out.update({m: None for m in FINAL_ONLY})
+    out.setdefault("images_per_s", None)
+    return out
+
+
+def diverged_result(err: Diverged, step: int | None) -> dict:
+    """The last report of a diverged trial: no ``step`` (ASHA ignores it), ``diverged`` (the
+    searcher tells Optuna FAIL, reports/tune_state.py shows the trial as an error)."""
+    return {"diverged": True, "detail": f"diverged: {err}", "diverged_step": step, "final": False,
+            "fid_k": None, **{m: None for m in FINAL_ONLY}, "images_per_s": None}
+
+
+class _Reporter:
+    """The ``report`` callback a trial hands to ``train``: ``tune_metrics`` + run dir and label,
+    ``send(metrics, checkpoint_dir)`` the Tune/Train report call."""
+
+    def __init__(self, cfg: RunConfig, send):
+        self.cfg, self.send, self.last_fid_k, self.step = cfg, send, None, None
+
+    def __call__(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        self.step = metrics.get("step", self.step)
+        out = tune_metrics(metrics, self.last_fid_k)
+        if out.get("fid_k") is not None:
+            self.last_fid_k = out["fid_k"]
+        self.send({**out, "run_dir": self.cfg.run_dir, "label": self.cfg.label()}, checkpoint_dir)
+
+    def diverged(self, err: Diverged) -> None:
+        self.send({**diverged_result(err, self.step), "run_dir": self.cfg.run_dir, "label": self.cfg.label()},
+                  None)
 
 
 def _trial_name(ctx: TrialContext, params: dict) -> str:
@@ -99,16 +158,19 @@ def run_trial(params: dict, ctx: TrialContext) -> None:
     with open(os.path.join(cfg.run_dir, "worker.pid"), "w") as f:
         f.write(str(os.getpid()))
 
-    def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        metrics = {**_clean(metrics), "run_dir": cfg.run_dir, "label": cfg.label()}
+    def send(metrics: dict, checkpoint_dir: str | None) -> None:
         if checkpoint_dir:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
         else:
             tune.report(metrics)
 
+    report = _Reporter(cfg, send)
     resume = _restored_checkpoint(cfg.run_dir, tune.get_checkpoint())
-    train(cfg, resume=resume, parent_run_id=ctx.parent_run_id, report=report,
-          threads=max(1, int(ctx.cpus_per_worker)))
+    try:
+        train(cfg, resume=resume, parent_run_id=ctx.parent_run_id, report=report,
+              threads=max(1, int(ctx.cpus_per_worker)))
+    except Diverged as err:  # a normal end for Tune (no retry); the report says it failed
+        report.diverged(err)
 
 
 def _worker_loop(config: dict) -> None:
@@ -119,15 +181,18 @@ def _worker_loop(config: dict) -> None:
     cfg = RunConfig.from_dict(config["run_config"])
     rank = ray.train.get_context().get_world_rank()
 
-    def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        metrics = {**_clean(metrics), "run_dir": cfg.run_dir, "label": cfg.label()}
+    def send(metrics: dict, checkpoint_dir: str | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and rank == 0 else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
+    report = _Reporter(cfg, send)
     checkpoint = ray.train.get_checkpoint()
     resume = _restored_checkpoint(cfg.run_dir, checkpoint, copy_name=f"restored_checkpoint_rank{rank}")
-    train(cfg, resume=resume, parent_run_id=config["parent_run_id"], report=report,
-          threads=config["threads"])
+    try:
+        train(cfg, resume=resume, parent_run_id=config["parent_run_id"], report=report,
+              threads=config["threads"])
+    except Diverged as err:  # every rank sees the same (broadcast) FID and stops here together
+        report.diverged(err)
 
 
 def _run_distributed_trial(params: dict, ctx: TrialContext) -> None:
@@ -144,8 +209,9 @@ def _run_distributed_trial(params: dict, ctx: TrialContext) -> None:
                            "threads": max(1, int(ctx.cpus_per_worker))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=ctx.workers, use_gpu=ctx.gpus_per_worker > 0,
-            resources_per_worker={"CPU": ctx.cpus_per_worker, "GPU": ctx.gpus_per_worker}
-            if ctx.gpus_per_worker > 0 else {"CPU": ctx.cpus_per_worker}),
+            resources_per_worker={"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker}
+                                                                 if ctx.gpus_per_worker > 0 else {}),
+                                  **ctx.worker_resources}),
         run_config=ray.train.RunConfig(
             name=name, storage_path=os.path.join(ctx.sweep_dir, "train_runs"),
             # one retry layer: Tune's (the sweep's FailureConfig) restarts the trial, which resumes from
