@@ -96,7 +96,10 @@ def parse_overrides(items: list[str]) -> dict:
 def _move_aside(sweep_dir: str) -> None:
     """``--fresh``: rename an existing sweep directory (never delete it) and say where it went."""
     import time
+
+    from platform.sweep_lock import ensure_unlocked
     if os.path.exists(sweep_dir):
+        ensure_unlocked(sweep_dir)  # never move a running sweep's directory
         target = f"{os.path.abspath(sweep_dir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
         os.rename(sweep_dir, target)
         print(f"--fresh: moved the existing sweep to {target}", flush=True)
@@ -130,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.fresh:
-        _move_aside(opts.sweep_dir or default_sweep_dir(args.space, args.budget))
     try:
+        if args.fresh:
+            _move_aside(opts.sweep_dir or default_sweep_dir(args.space, args.budget))
         result = run_sweep(opts)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from platform.sweep_lock import sweep_lock
 from reports.records_files import SETTINGS_FILE
 from search_spaces import SearchSpace, get_space
 from search_spaces.budgets import Budget, get_budget
@@ -280,6 +281,11 @@ def run_sweep(opts: SweepOptions) -> dict:
     sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
     settings = sweep_settings(opts)
     check_resume(sweep_dir, settings)  # before anything starts
+    with sweep_lock(sweep_dir):  # one driver per sweep directory (a second one refuses here)
+        return _run_locked(opts, space, budget, sweep_dir, settings)
+
+
+def _run_locked(opts: SweepOptions, space: SearchSpace, budget: Budget, sweep_dir: str, settings: dict) -> dict:
     if opts.address:
         _use_cluster_token()  # before Ray is imported: it reads the auth mode once
     import ray
@@ -304,7 +310,7 @@ def run_sweep(opts: SweepOptions) -> dict:
                gpus_per_worker=budget.gpus_per_trial, workers=budget.workers_per_trial,
                worker_resources=dict(budget.worker_resources))
     grids = {}
-    if space.baselines:
+    if space.baselines and budget.baseline_seeds:
         phase_ctx = TrialContext(phase="baselines", **ctx)
         grids["baselines"] = _run_phase(
             "baselines", os.path.join(sweep_dir, "baselines"), _trainable(phase_ctx, budget),

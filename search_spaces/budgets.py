@@ -45,10 +45,12 @@ BUDGETS: dict[str, Budget] = {
                      baseline_seeds=(0, 1)),
     # the paper pipeline at test size on a simulated cluster (tests/test_paper_sim.py): every trial is
     # 2 Ray Train workers, each holding one `gpu_sim`, a custom resource the test's second node offers
-    # in place of GPUs; one retry per trial (a lost node), resumed from the newest checkpoint
+    # in place of GPUs; one retry per trial (a lost node), resumed from the newest checkpoint; no baseline
+    # trials (the test needs one trial to lose a node in and the searcher to see its two objectives)
     "paper-sim": Budget("paper-sim", "paper-sim", "the paper's latent pipeline at test size, 2 workers per trial "
                         "on nodes that offer the custom resource gpu_sim", workers_per_trial=2, max_concurrent=1,
-                        num_trials=1, max_failures=1, worker_resources={"gpu_sim": 1}, est_step_s=0.1,
+                        num_trials=1, baseline_seeds=(), max_failures=1, worker_resources={"gpu_sim": 1},
+                        est_step_s=0.1,
                         est_sample_s=0.3, est_start_s=30.0),
     "paper": Budget("paper", "paper", "the paper's ImageNet-256 DiT-L/2 setting on a GPU cluster",
                     cpus_per_trial=8, gpus_per_trial=1, workers_per_trial=8, max_concurrent=4,

@@ -86,13 +86,27 @@ def test_random_inception_has_a_head_so_the_inception_score_is_measured():
     exercises the IS path: one pass gives features and logits (the same as the head applied alone)."""
     import numpy as np
 
-    from trainers.evaluation.inception import inception_extractor
-    from trainers.evaluation.metrics import feature_stats, sample_features, score_features
-    fs = inception_extractor("random")
+    from trainers.evaluation.feature_sets import get_feature_set
+    from trainers.evaluation.metrics import inception_score, sample_features
+    fs = get_feature_set("inception-random")  # the instance evaluate_model uses in the next test
     images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     feats, logits = sample_features(images, fs)
     assert feats.shape == (6, 2048) and logits.shape == (6, 1008) and np.isfinite(logits).all()
     np.testing.assert_allclose(fs.logits(images), logits, rtol=1e-5)
-    mu, sigma = feature_stats(feats)
-    scores = score_features(feats, logits, {"mu": mu, "sigma": sigma, "pr_feats": feats, "n": 6}, is_splits=1)
-    assert scores["is_mean"] > 1.0 and abs(scores["fid"]) < 0.05  # identical sets (sqrtm of a rank-6 covariance)
+    assert inception_score(logits, splits=1)[0] > 1.0
+
+
+def test_an_adm_reference_batch_is_the_real_side_and_named_in_the_protocol(tmp_path, monkeypatch):
+    """``fid_reference``: the images of an ADM-suite reference batch (arr_0, uint8 NHWC), featurised
+    with the run's own feature set; the protocol names it."""
+    import numpy as np
+    monkeypatch.setenv("DTR_CACHE_DIR", str(tmp_path / "cache"))
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "VIRTUAL_tiny.npz", arr_0=images)
+    cfg = _cfg(feature_set="inception-random", fid_reference=str(tmp_path / "VIRTUAL_tiny.npz"))
+    model, diffusion = _model_and_diffusion(cfg)
+    result = evaluate_model(model, diffusion, cfg, 4)
+    assert result["reference_n"] == 8 and result["is_mean"] >= 1.0
+    assert f"ref=adm_npz:{tmp_path / 'VIRTUAL_tiny.npz'} (n=8)" in result["fid_protocol"]
+    with pytest.raises(FileNotFoundError, match="fid_reference"):
+        evaluate_model(model, diffusion, _cfg(fid_reference=str(tmp_path / "missing.npz")), 4)

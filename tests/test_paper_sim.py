@@ -145,12 +145,12 @@ def _check_results(tmp_path, sweep_dir, victim: str, newest_checkpoint: int) -> 
     import mlflow
     import polars as pl
     table = pl.read_csv(sweep_dir / "trials.csv")
-    assert table.height == 2 and table["status"].to_list() == ["finished"] * 2  # vanilla + 1 search trial
+    assert table.height == 1 and table["status"].to_list() == ["finished"]  # the one search trial
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = open(sweep_dir / "mlflow_parent_run_id").read().strip()
     exp = client.get_run(parent).info.experiment_id
     runs = {r.info.run_name: r for r in client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")}
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs.values())
+    assert len(runs) == 1 and all(r.info.status == "FINISHED" for r in runs.values())
     for run in runs.values():
         metrics, tags = run.data.metrics, run.data.tags
         assert metrics["fid"] > 0 and metrics["is_mean"] >= 1.0  # Inception-architecture features with logits

@@ -241,7 +241,7 @@ def test_objective_adds_prior_loss():
     objective = DiffusionObjective(cfg, model, diffusion)
     x, t, y = inputs()
     loss, logs = objective(x, y, t, torch.randn_like(x), torch.zeros(4, dtype=torch.long))
-    assert set(logs) == {"mse", "vb", "prior"}
+    assert set(logs) == {"mse", "vb", "prior", "aux_loss"}  # aux_loss: the weighted prior term
     assert torch.allclose(loss, logs["mse"] + logs["vb"] + 2.0 * logs["prior"], atol=1e-5)
     loss.backward()
     assert model.router.routers[0].gate[-1].weight.grad.abs().sum() > 0

@@ -13,8 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # work, threads=1): the smoke preset with R-TR + ANT-UW runs at ~110 img/s (~0.15 s/step) on a
 # quiet box and 2-3x slower under load, so 2000 steps cost ~5 min per run and 1000 ~2.5 min:
 # far over the ~4 min budget of this file, which needs two runs of N steps.  400 steps took
-# 180-270 s for the pair of runs (file: 3.5-7.5 min), so we use 200 (N/2 = 100 + 100).
-RESUME_STEPS = 200
+# 180-270 s for the pair of runs (file: 3.5-7.5 min); 200 cost ~70 s of the suite's ~20 min budget
+# in 2026-12, so we use 120 (N/2 = 60 + 60, checkpoints every 30).
+RESUME_STEPS = 120
 # Keys of a metrics.jsonl record that are timings/memory, not part of the trajectory.
 NON_DETERMINISTIC = {"images_per_s", "peak_memory_mb", "wall_s", "model_flops_per_s", "mfu"}
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

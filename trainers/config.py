@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trainers.config_checks import check_config
+from trainers.config_checks_mtl import check_gradient_combination
 from trainers.precision import PRECISIONS
 from trainers.routing.spec import RoutingSpec, effective_routing_kind
 
-WEIGHTINGS = ("vanilla", "min_snr", "p2", "ant_uw")
+WEIGHTINGS = ("vanilla", "min_snr", "p2", "ant_uw", "pcgrad", "nash_mtl")
 SAMPLERS = ("ddpm", "ddim")
 
 # Fields that may change on --resume (the step budget and where things are logged).
@@ -90,6 +91,9 @@ class RunConfig:
     sample_steps: int = 50
     cfg_scale: float = 1.0
     guided_channels: int = 0  # 0 = all channels (DTR/Switch-DiT); 3 = DiT/ANT's leftover
+    # FID's real side: "" = the run's own data (pixel runs) or the latent cache's source images; or an
+    # ADM-suite reference batch .npz (its arr_0 images, featurised with this run's feature set)
+    fid_reference: str = ""
     # -- housekeeping
     mlflow_experiment: str = "dtr"
     progress: bool = True
@@ -112,9 +116,9 @@ class RunConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
-        if self.weighting == "ant_uw" and self.global_batch % self.uw_clusters:
+        if self.weighting in ("ant_uw", "pcgrad", "nash_mtl") and self.global_batch % self.uw_clusters:
             raise ValueError(f"global_batch={self.global_batch} must be divisible by uw_clusters={self.uw_clusters} "
-                             "(ANT-UW draws timesteps stratified in equal chunks)")
+                             f"({self.weighting} draws timesteps stratified in equal chunks)")
         if not 1 <= self.multi_expert_n <= self.num_timesteps:
             raise ValueError(f"multi_expert_n must be in [1, {self.num_timesteps}], got {self.multi_expert_n}")
         if self.multi_expert_n > 1 and self.expert_t_lo >= 0:
@@ -125,6 +129,7 @@ class RunConfig:
             raise ValueError(f"expert interval [{self.expert_t_lo}, {self.expert_t_hi}] must lie in "
                              f"[0, {self.num_timesteps - 1}]")
         check_config(self)  # combinations across fields (model name, routing clusters, batches, ANT-UW)
+        check_gradient_combination(self)  # PCGrad / Nash-MTL: ZeRO stage, one micro-batch per step
 
     # -- derived views
     def routing_spec(self) -> RoutingSpec:
@@ -149,7 +154,8 @@ class RunConfig:
         if self.multi_expert_n > 1:
             parts.append(f"{self.multi_expert_n} experts")
         if self.weighting != "vanilla":
-            parts.append({"min_snr": "Min-SNR", "p2": "P2", "ant_uw": "ANT-UW"}[self.weighting])
+            parts.append({"min_snr": "Min-SNR", "p2": "P2", "ant_uw": "ANT-UW", "pcgrad": "ANT-PCGrad",
+                          "nash_mtl": "ANT-Nash-MTL"}[self.weighting])
         return " + ".join(parts)
 
     # -- (de)serialisation

@@ -76,8 +76,9 @@ def _check_batches(cfg) -> None:
 
 def _check_ant_uw(cfg) -> None:
     """ANT-UW: K clusters inside the timesteps the model trains on (a multi-expert member's own
-    interval), each with the same number of samples in every global batch."""
-    if cfg.weighting != "ant_uw":
+    interval), each with the same number of samples in every global batch (also the clusters of
+    ANT's PCGrad / Nash-MTL)."""
+    if cfg.weighting not in ("ant_uw", "pcgrad", "nash_mtl"):
         return
     if cfg.uw_clusters < 1:
         raise ValueError(f"uw_clusters must be >= 1, got {cfg.uw_clusters}")
@@ -90,5 +91,5 @@ def _check_ant_uw(cfg) -> None:
         span, where = cfg.num_timesteps, f"num_timesteps={cfg.num_timesteps}"
     if cfg.uw_clusters > span:
         raise ValueError(f"uw_clusters={cfg.uw_clusters} must be <= the {span} timesteps of {where}")
-    if cfg.uw_lr <= 0:
+    if cfg.weighting == "ant_uw" and cfg.uw_lr <= 0:
         raise ValueError(f"uw_lr must be > 0, got {cfg.uw_lr}")

@@ -5,6 +5,8 @@
 * ``p2``: ``w = 1 / (k + SNR) ** gamma`` (k = 1, gamma = 1).
 * ``ant_uw``: w = 1 here; the weighting is :class:`UncertaintyWeighting` over
   K timestep clusters.
+* ``pcgrad``, ``nash_mtl``: w = 1 here; ANT's PCGrad / Nash-MTL combine the K
+  timestep clusters' gradients (trainers/training/gradient_combination.py).
 
 Weights are per sample: an (N,) SNR goes in, an (N,) weight comes out, and
 :func:`combine_loss` refuses mismatched shapes (the released DTR code
@@ -20,18 +22,22 @@ from torch import Tensor, nn
 
 __all__ = [
     "WEIGHTINGS",
+    "CLUSTER_WEIGHTINGS",
+    "GRADIENT_COMBINATIONS",
     "loss_weight",
     "combine_loss",
     "UncertaintyWeighting",
 ]
 
 WEIGHTINGS = ("vanilla", "min_snr", "p2", "ant_uw")
+GRADIENT_COMBINATIONS = ("pcgrad", "nash_mtl")  # per-sample weight 1; ANT's gradient combination over clusters
+CLUSTER_WEIGHTINGS = ("ant_uw", *GRADIENT_COMBINATIONS)  # ANT: stratified over K timestep clusters
 _DEFAULT_GAMMA = {"min_snr": 5.0, "p2": 1.0}
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in WEIGHTINGS:
-        raise ValueError(f"kind must be one of {WEIGHTINGS}, got kind={kind!r}")
+    if kind not in WEIGHTINGS + GRADIENT_COMBINATIONS:
+        raise ValueError(f"kind must be one of {WEIGHTINGS + GRADIENT_COMBINATIONS}, got kind={kind!r}")
     return kind
 
 
@@ -49,7 +55,7 @@ def loss_weight(kind: str, snr_t: Tensor, *, gamma: Optional[float] = None, k: f
         raise ValueError(f"k must be >= 0, got k={k!r}")
     if torch.isnan(snr_t).any() or (snr_t < 0).any():
         raise ValueError("snr_t must be non-negative and not NaN")
-    if kind in ("vanilla", "ant_uw"):
+    if kind == "vanilla" or kind in CLUSTER_WEIGHTINGS:
         return torch.ones_like(snr_t)
     g = float(_DEFAULT_GAMMA[kind] if gamma is None else gamma)
     if kind == "min_snr":
@@ -72,7 +78,8 @@ def combine_loss(
 
     ``snr`` is the (T,) schedule, indexed by each sample's own ``t`` (N,).
     ``vb`` may be None (fixed variance).  For ``ant_uw`` w = 1 and the result
-    is what :class:`UncertaintyWeighting` consumes.
+    is what :class:`UncertaintyWeighting` consumes (for ``pcgrad`` / ``nash_mtl``, what the
+    per-cluster losses average).
     """
     _check_kind(kind)
     if mse.ndim != 1:

@@ -6,6 +6,8 @@ run's latent cache, and compared with the images the cache was built from.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from trainers.config import RunConfig
@@ -40,7 +42,17 @@ def latent_decoder(cfg: RunConfig, device) -> tuple:
 
 def reference_source(cfg: RunConfig) -> tuple[str, str | None, int]:
     """``(dataset, root, image_size)`` of the real images FID compares with: the run's own data
-    set for pixel runs, the cache's source image folder for latent runs."""
+    set for pixel runs, the cache's source image folder for latent runs, or ``fid_reference``'s
+    images (an ADM-suite reference batch .npz, dataset name ``adm_npz``)."""
+    if cfg.fid_reference:
+        import numpy as np
+        if not os.path.isfile(cfg.fid_reference):
+            raise FileNotFoundError(f"fid_reference {cfg.fid_reference!r} does not exist")
+        with np.load(cfg.fid_reference, mmap_mode="r") as z:
+            if "arr_0" not in z.files or z["arr_0"].ndim != 4:
+                raise ValueError(f"{cfg.fid_reference}: not an ADM reference batch (no arr_0 of shape (N, H, W, 3))")
+            size = int(z["arr_0"].shape[1])
+        return "adm_npz", os.path.abspath(cfg.fid_reference), size
     if cfg.dataset != "latents":
         return cfg.dataset, cfg.data_root or None, cfg.image_size
     meta = _cache_meta(cfg)

@@ -61,11 +61,17 @@ def _compute_reference(dataset, fs: FeatureSet, split, n, image_size, data_root)
 
     from trainers.data.registry import build_dataset
     REFERENCE_COMPUTATIONS += 1
+    if dataset == "adm_npz":  # an ADM-suite reference batch: uint8 images (N, H, W, 3) under arr_0
+        with np.load(data_root) as z:
+            return _stats_of(fs.features(z["arr_0"]))
     ds = build_dataset(dataset, root=data_root, image_size=image_size, split=split, random_flip=False)
     order = np.random.default_rng(REFERENCE_SEED).permutation(len(ds))
     if n is not None and n < len(ds):
         ds = Subset(ds, np.sort(order[:n]).tolist())
-    feats = np.concatenate([fs.features(x) for x, _ in DataLoader(ds, batch_size=2048, num_workers=0)])
+    return _stats_of(np.concatenate([fs.features(x) for x, _ in DataLoader(ds, batch_size=2048, num_workers=0)]))
+
+
+def _stats_of(feats: np.ndarray) -> dict:
     mu, sigma = feature_stats(feats)
     keep = np.random.default_rng(REFERENCE_SEED).permutation(len(feats))[:PR_MAX_REAL]
     return {"mu": mu, "sigma": sigma, "pr_feats": feats[keep].astype(np.float32), "n": np.int64(len(feats))}

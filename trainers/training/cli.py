@@ -21,7 +21,7 @@ FIELD_HELP = {
     "experts": "Switch-DiT (routing learned): experts E per block",
     "top_k": "Switch-DiT: experts k used per sample and block",
     "prior_weight": "Switch-DiT: weight of the diffusion-prior (JS) loss",
-    "weighting": "vanilla | min_snr | p2 | ant_uw", "min_snr_gamma": "Min-SNR gamma", "p2_gamma": "P2 gamma",
+    "weighting": "vanilla | min_snr | p2 | ant_uw | pcgrad | nash_mtl", "min_snr_gamma": "Min-SNR gamma", "p2_gamma": "P2 gamma",
     "p2_k": "P2 k", "uw_clusters": "ANT-UW cluster count K", "uw_lr": "learning rate of the ANT-UW s_j",
     "uw_cluster_method": "snr | timestep | equal: how ANT-UW clusters are found",
     "schedule": "linear | cosine beta schedule", "num_timesteps": "diffusion steps T",
@@ -37,7 +37,8 @@ FIELD_HELP = {
     "precision": "fp32 | bf16 | fp16", "steps": "optimizer steps (the budget)", "log_every": "log every N steps",
     "ckpt_every": "checkpoint every N steps", "eval_every": "FID-k every N steps (0 = off)",
     "eval_k": "samples of the FID-k proxy", "final_eval_samples": "samples of the final evaluation",
-    "feature_set": "domain (small classifier) | inception", "sampler": "ddpm | ddim",
+    "feature_set": "domain (small classifier) | inception",
+    "fid_reference": "'' (the run's data / the cache's source images) or an ADM-suite reference batch .npz", "sampler": "ddpm | ddim",
     "sample_steps": "sampling steps (respaced)", "cfg_scale": "classifier-free guidance scale",
     "guided_channels": "channels CFG guides: 0 = all (DTR), 3 = DiT/ANT", "mlflow_experiment": "MLflow experiment",
     "progress": "progress bar / progress lines", "extra": "free-form JSON dict",
@@ -116,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         print(cfg.to_json())
         return 0
     from trainers.data.base import DatasetUnavailable
-    from trainers.training.checkpoint import ConfigMismatch
+    from trainers.training.checkpoint import CheckpointWriteError, ConfigMismatch
     from trainers.training.loop import EvaluationError, NonFiniteLossError
     from trainers.training.run import train
     try:
         result = train(cfg, resume=args.resume, mlflow_enabled=not args.no_mlflow, threads=args.threads)
     except (ConfigMismatch, NonFiniteLossError, EvaluationError, DatasetUnavailable, FileNotFoundError,
-            ValueError) as err:
+            ValueError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3 if isinstance(err, NonFiniteLossError) else 2
     print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=2))

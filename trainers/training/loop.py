@@ -52,7 +52,9 @@ from trainers.training.distributed import (
 )
 from trainers.training.efficiency import peak_matmul_flops, train_flops_per_image
 from trainers.training.ema import EMA, update_ema
+from trainers.training.gradient_combination import combined_backward
 from trainers.training.objective import DiffusionObjective
+from trainers.training.preemption import Preempted, PreemptionGuard
 from trainers.training.tracking import MetricsFile, MlflowRun, read_metrics
 
 log = logging.getLogger(__name__)
@@ -153,12 +155,13 @@ def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str
         tracker.set_tags({"precision_ran": precision_ran})
     metrics_file = MetricsFile(cfg.run_dir, resume_step=start_step if resume_path else None) if rank == 0 else None
     try:
-        result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
-                       tracker, metrics_file, report, init_seconds)
+        with PreemptionGuard() as guard:
+            result = _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device,
+                           tracker, metrics_file, report, init_seconds, guard)
     except BaseException as err:
         if rank == 0:
             tracker.set_tags({"error": f"{type(err).__name__}: {err}"[:4000]})
-            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            tracker.finish("KILLED" if isinstance(err, (KeyboardInterrupt, Preempted)) else "FAILED")
         raise
     if rank == 0:
         tracker.finish("FINISHED")
@@ -169,7 +172,7 @@ def train_model(cfg: RunConfig, *, resume: str | None = None, parent_run_id: str
 
 
 def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, world, device, tracker,
-          metrics_file, report, init_seconds) -> dict:
+          metrics_file, report, init_seconds, guard) -> dict:
     schedule = BatchSchedule(len(dataset), cfg.global_batch, cfg.seed)
     accum = cfg.global_batch // (cfg.micro_batch * world)
     bar = _progress(cfg, start_step, rank)
@@ -205,7 +208,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             if not _finite_everywhere(loss, world):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {step + 1} (run {cfg.run_name}); "
                                          "lower lr or check the data")
-            engine.backward(loss)
+            combined_backward(engine, objective, loss, logs)  # engine.backward, or ANT's PCGrad / Nash-MTL
             engine.step()
             losses.append(loss.detach().float())
             mses.append(logs["mse"].float())
@@ -232,8 +235,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                       "peak_memory_mb": peak_memory_mb(device), "epoch": schedule.epoch_of(done)}
             if priors:
                 record["prior"] = torch.stack(priors).mean().item()
-            if objective.uw is not None:
-                record.update({f"uw_s{j}": v for j, v in enumerate(objective.uw.log_vars.detach().tolist())})
+            record.update(objective.log_record())  # ANT-UW's s_j, PCGrad / Nash-MTL weights and cosines
             metrics_file.write(record)
             tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=done)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
@@ -261,6 +263,9 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             report({"step": done, "loss": _last_loss(losses), **last_fid, **_throughput(throughputs),
                     "final": False}, unreported_ckpt)
             unreported_ckpt = None
+        if guard.stop_requested(world):  # SIGTERM: checkpoint this step, then exit (preemption.py)
+            guard.exit_after(done, os.path.join(cfg.run_dir, "checkpoints", tag_for(done)) if is_ckpt else None,
+                             lambda: _checkpoint_now(engine, ema, cfg, done, rank))
     bar.close()
     path = latest_checkpoint(cfg.run_dir)
     # reuse step_<steps> only when it is the checkpoint this run resumed from (a finished run);
@@ -268,12 +273,21 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     if start_step < cfg.steps or path is None or os.path.basename(path) != tag_for(cfg.steps):
         path = save_checkpoint(engine, ema, cfg, cfg.steps, rank=rank)
     barrier()
+    guard.release()  # the training is saved: a SIGTERM from here on ends the evaluation at once
+    if guard.stop_requested(world):
+        guard.exit_after(cfg.steps, path, None)
     final = evaluate_model(_evaluation_weights(ema, cfg, rank, world, device), diffusion, cfg,
                            cfg.final_eval_samples, rank=rank, world=world, device=device, keep_samples=True)
     if rank == 0:
         final = write_final_artifacts(cfg, final, objective.model, tracker)
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
     return {**final, **_throughput(throughputs), "_checkpoint": path}
+
+
+def _checkpoint_now(engine, ema, cfg: RunConfig, step: int, rank: int) -> str:
+    path = save_checkpoint(engine, ema, cfg, step, rank=rank)
+    barrier()
+    return path
 
 
 _EVAL_COPIES: dict = {}

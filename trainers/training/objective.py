@@ -2,7 +2,10 @@
 
 DeepSpeed wraps this module (not the bare DiT), so the ANT-UW log-variances are
 saved, restored and optimised together with the model, in their own optimizer
-group with their own learning rate.
+group with their own learning rate.  ANT's PCGrad / Nash-MTL (``weighting`` =
+``pcgrad`` / ``nash_mtl``) draw the same stratified batch and return the K per-cluster
+losses in ``logs["cluster_losses"]`` for trainers/training/gradient_combination.py;
+the combiner's state (Nash-MTL) is saved with the module.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from trainers.diffusion.interval_clustering import (
 )
 from trainers.diffusion.weighting import UncertaintyWeighting, combine_loss
 from trainers.precision import autocast
+from trainers.training.gradient_combination import COMBINED_WEIGHTINGS, ClusterGradientCombiner, cluster_losses
 
 
 def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tuple[int, int]]:
@@ -41,7 +45,10 @@ class DiffusionObjective(nn.Module):
         self.cfg, self.model, self.diffusion = cfg, model, diffusion
         self.precision_ran = precision_ran  # "amp-bf16": the model's forward under bf16 autocast
         self.uw = UncertaintyWeighting(cfg.uw_clusters) if cfg.weighting == "ant_uw" else None
-        self.uw_bounds = uw_cluster_bounds(cfg, diffusion) if self.uw is not None else None
+        self.combiner = (ClusterGradientCombiner(cfg.weighting, cfg.uw_clusters)
+                         if cfg.weighting in COMBINED_WEIGHTINGS else None)
+        clustered = self.uw is not None or self.combiner is not None
+        self.uw_bounds = uw_cluster_bounds(cfg, diffusion) if clustered else None  # ANT's K clusters
         self.gamma = {"min_snr": cfg.min_snr_gamma, "p2": cfg.p2_gamma}.get(cfg.weighting)
         self.register_buffer("snr", diffusion.snr.float().clone(), persistent=False)
 
@@ -53,7 +60,7 @@ class DiffusionObjective(nn.Module):
         return groups
 
     def sample_timesteps(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t, cluster_idx) for a global batch: stratified for ANT-UW, inside the expert's
+        """(t, cluster_idx) for a global batch: stratified for ANT (UW, PCGrad, Nash-MTL), inside the expert's
         interval for a multi-expert member, else uniform over all T."""
         if self.uw_bounds is not None:
             return sample_timesteps_stratified(n, self.uw_bounds, generator)
@@ -82,12 +89,24 @@ class DiffusionObjective(nn.Module):
                                                noise=noise.float())
         per_sample = combine_loss(terms["mse"], terms["vb"], t, self.snr, self.cfg.weighting,
                                   gamma=self.gamma, k=self.cfg.p2_k)
-        loss = self._uw_share(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
         logs = {"mse": terms["mse"].mean().detach(), "vb": terms["vb"].mean().detach()}
+        if self.combiner is not None:  # the K task losses, combined by gradient_combination.combined_backward
+            logs["cluster_losses"] = cluster_losses(per_sample, cluster_idx, self.cfg.uw_clusters)
+            loss = logs["cluster_losses"].sum()  # = the batch mean: equal strata
+        else:
+            loss = self._uw_share(per_sample, cluster_idx) if self.uw is not None else per_sample.mean()
         aux = getattr(self.model, "aux_loss", None)  # Switch-DiT's diffusion-prior loss (already weighted)
         if aux is not None:
             loss = loss + aux.to(loss.dtype)
+            logs["aux_loss"] = aux  # PCGrad / Nash-MTL: added to the combined gradient as it is
             prior = getattr(self.model, "prior_loss", None)
             logs["prior"] = (aux if prior is None else prior).detach().float()
             self.model.aux_loss = self.model.prior_loss = None  # consumed: never added twice
         return loss, logs
+
+    def log_record(self) -> dict[str, float]:
+        """Per-step values of the weighting for the metrics record: ANT-UW's ``uw_s{j}``, or
+        PCGrad / Nash-MTL's last weights ``mtl_w{j}`` and cluster-gradient cosines ``mtl_cos{i}_{j}``."""
+        if self.uw is not None:
+            return {f"uw_s{j}": v for j, v in enumerate(self.uw.log_vars.detach().tolist())}
+        return self.combiner.record() if self.combiner is not None else {}

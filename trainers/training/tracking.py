@@ -9,6 +9,7 @@ import os
 from trainers.config import RunConfig
 from trainers.files import append_jsonl, atomic_write_text, read_jsonl
 from trainers.paths import mlflow_tracking_uri
+from trainers.training.tracking_sender import Sender, send
 
 log = logging.getLogger(__name__)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -122,6 +123,7 @@ class MlflowRun:
                 client.log_artifact(self.run_id, config_file)
         self.client = client
         client.update_run(self.run_id, status="RUNNING")
+        self.sender = Sender(client, self.run_id)  # from here on a server outage never stops the run
         self.monitor = _system_metrics(self.run_id, resuming=bool(existing))
 
     @classmethod
@@ -141,6 +143,7 @@ class MlflowRun:
         self.run_id = run.info.run_id
         self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, str(v)[:MAX_PARAM_CHARS])
                                                    for k, v in (params or {}).items()])
+        self.sender = Sender(self.client, self.run_id)
         return self
 
     def log_metrics(self, metrics: dict, step: int) -> None:
@@ -151,23 +154,31 @@ class MlflowRun:
         batch = [self.mlflow.entities.Metric(k, float(v), now, int(step)) for k, v in metrics.items()
                  if isinstance(v, (int, float))]
         if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._put("metrics", batch)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         if self.enabled and os.path.exists(path):
-            self.client.log_artifact(self.run_id, path, artifact_path)
+            self._put("artifact", path, artifact_path)
 
     def set_tags(self, tags: dict) -> None:
-        if self.enabled:
-            for k, v in tags.items():
-                self.client.set_tag(self.run_id, k, str(v))
+        if self.enabled and tags:
+            self._put("tags", dict(tags))
+
+    def _put(self, kind: str, *args) -> None:
+        if self.sender is not None:
+            self.sender.put(kind, *args)
+        else:  # after finish: straight to the server, as before
+            send(self.client, self.run_id, kind, *args)
 
     def finish(self, status: str = "FINISHED") -> None:
-        if self.enabled:
+        """End the run with ``status`` once every queued write is sent (see tracking_sender.py)."""
+        if self.enabled and self.sender is not None:
             if getattr(self, "monitor", None) is not None:
                 self.monitor.finish()
                 self.monitor = None
-            self.client.set_terminated(self.run_id, status=status)
+            self.sender.put("status", status)
+            self.sender.close()
+            self.sender = None
 
 
 def source_tags() -> dict:

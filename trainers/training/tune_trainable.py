@@ -135,7 +135,7 @@ def _restored_checkpoint(run_dir: str, checkpoint, copy_name: str = "restored_ch
     run directory's own latest complete checkpoint (saved between reports; the run directory
     lives under the sweep directory, shared storage on clusters)."""
     from trainers.training.checkpoint import latest_checkpoint, saved_step
-    local = latest_checkpoint(run_dir)
+    local = latest_checkpoint(run_dir, verify=True)
     restored = None
     if checkpoint is not None:
         target = os.path.join(run_dir, copy_name)
