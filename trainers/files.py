@@ -5,6 +5,7 @@ An atomic write goes to a temporary file in the same directory and is moved into
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -75,3 +76,14 @@ def append_jsonl(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def file_sha256(path: str, *, fsync: bool = False) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB blocks; ``fsync`` also flushes it to disk."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+        if fsync:
+            os.fsync(fh.fileno())
+    return digest.hexdigest()

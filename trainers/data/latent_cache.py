@@ -19,7 +19,6 @@ run reads exactly the latents an uninterrupted one would.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
 
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from trainers.data.base import CorruptDataError, EpochFlipMixin
+from trainers.files import file_sha256
 
 FORMAT = "dtr-latents/2"
 MANIFEST, PLAN = "manifest.json", "plan.json"
@@ -38,14 +38,6 @@ EPS_STREAM = 0x6C617465  # keeps the posterior noise independent of other (seed,
 def shard_file(kind: str, index: int) -> str:
     """``mean-00000.npy`` / ``std-...`` / ``labels-...`` / ``done-00000.json``."""
     return f"{kind}-{index:05d}.json" if kind == "done" else f"{kind}-{index:05d}.npy"
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_json(path: str) -> dict | None:

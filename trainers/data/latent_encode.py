@@ -35,14 +35,13 @@ from trainers.data.latent_cache import (
     FORMAT,
     MANIFEST,
     PLAN,
-    file_sha256,
     read_json,
     shard_file,
     shard_ok,
 )
 from trainers.data.registry import build_dataset
 from trainers.data.vae import DEFAULT_VAE, VaeUnavailable, load_vae, vae_spec
-from trainers.files import atomic_path, atomic_write_json
+from trainers.files import atomic_path, atomic_write_json, file_sha256
 
 
 class CacheMismatch(ValueError):

@@ -12,7 +12,6 @@ previous complete checkpoint stays as it was.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from trainers.config import RunConfig
-from trainers.files import atomic_write_text
+from trainers.files import atomic_write_text, file_sha256
 from trainers.models.from_config import model_for
 
 COMPLETE = "COMPLETE"
@@ -68,16 +67,6 @@ def latest_checkpoint(run_dir: str, *, verify: bool = False) -> str | None:
     return found[-1] if found else None
 
 
-def _file_digest(path: str, *, sync: bool = False) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-        if sync:
-            os.fsync(fh.fileno())
-    return digest.hexdigest()
-
-
 def _payload_files(path: str) -> list[str]:
     out = []
     for dirpath, _, files in os.walk(path):
@@ -88,7 +77,7 @@ def _payload_files(path: str) -> list[str]:
 def write_manifest(path: str) -> dict:
     """Size and sha256 of every file of checkpoint ``path`` (each fsynced first), as MANIFEST.json."""
     files = {rel: {"bytes": os.path.getsize(os.path.join(path, rel)),
-                   "sha256": _file_digest(os.path.join(path, rel), sync=True)} for rel in _payload_files(path)}
+                   "sha256": file_sha256(os.path.join(path, rel), fsync=True)} for rel in _payload_files(path)}
     atomic_write_text(os.path.join(path, MANIFEST), json.dumps({"files": files}, indent=1), fsync=True)
     return files
 
@@ -111,7 +100,7 @@ def checkpoint_problem(path: str) -> str | None:
         size = os.path.getsize(full)
         if size != want["bytes"]:
             return f"{rel} has {size} bytes, the manifest says {want['bytes']}"
-        if _file_digest(full) != want["sha256"]:
+        if file_sha256(full) != want["sha256"]:
             return f"{rel} does not match its sha256"
     return None
 
