@@ -79,14 +79,18 @@ def _gather(obj, rank: int, world: int) -> list:
 
 
 def _rank_share(model, diffusion, cfg: RunConfig, n: int, rank: int, world: int, device, fs, decode) -> dict:
-    """This rank's samples -> features (+ logits) and the grid images among them."""
+    """This rank's samples -> features (+ logits), the grid images among them and the seconds spent
+    sampling (decoding and features count as metric time, as on one rank)."""
     indices = list(range(rank, n, world))
+    t0 = time.perf_counter()
     samples, labels = generate_samples(model, diffusion, cfg, indices, device=device)
+    sample_seconds = time.perf_counter() - t0
     images = decode(samples) if decode else samples
     feats, logits = sample_features(images, fs)
     grid = [(i, img) for i, img in zip(indices, images) if i < GRID_SAMPLES]
     return {"indices": indices, "labels": labels.numpy(), "feats": feats.astype(np.float32),
-            "logits": None if logits is None else logits.astype(np.float32), "grid": grid}
+            "logits": None if logits is None else logits.astype(np.float32), "grid": grid,
+            "sample_seconds": sample_seconds}
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -113,12 +117,11 @@ def evaluate_model(model, diffusion, cfg: RunConfig, n: int, *, rank: int = 0, w
         ref = reference(ref_dataset, fs, "train", None, image_size=ref_size, data_root=ref_root, device=device)
     t0 = time.perf_counter()
     part = _rank_share(model, diffusion, cfg, n, rank, world, device, fs, decode)
-    sample_seconds = time.perf_counter() - t0
     parts = _gather(part, rank, world)
     if rank != 0:
         return {}
+    sample_seconds = max(p["sample_seconds"] for p in parts)  # the slowest rank's share
     merged = _merge(parts)
-    t0 = time.perf_counter()
     conditional = getattr(model, "num_classes", 1) > 1 and fs.name.startswith("domain")
     scores = score_features(merged["feats"], merged["logits"], ref, labels=merged["labels"] if conditional else None)
     reference_name = f"{ref_dataset}:{ref_root}" if ref_root else f"{ref_dataset}/train"
@@ -126,7 +129,7 @@ def evaluate_model(model, diffusion, cfg: RunConfig, n: int, *, rank: int = 0, w
               "fid_protocol": fid_protocol(cfg, n, fs.name, reference_name, scores["reference_n"], decoder_name),
               "precision_ran": resolve_precision(cfg.precision, device.type), "eval_world_size": world,
               "sample_seconds": sample_seconds, "sample_seconds_per_image": sample_seconds * world / n,
-              "metric_seconds": time.perf_counter() - t0}
+              "metric_seconds": time.perf_counter() - t0 - sample_seconds}
     if keep_samples and merged["grid"] is not None:
         result["samples"] = merged["grid"]
     return result
