@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 export DS_ACCELERATOR ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test search bench bench-gpu ui data clean clean-runs
+.PHONY: install test search bench bench-gpu bench-faults ui dashboard data clean clean-runs
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -50,10 +50,19 @@ bench: install data
 ui: install
 	$(VPY) -m platform.ui
 
+# optuna-dashboard on a sweep's Optuna journal, on 127.0.0.1 (make dashboard SPACE=dtr_beta BUDGET=laptop PORT=8080)
+dashboard: install
+	$(VPY) -m platform.dashboard $(or $(SPACE),dtr_beta) --budget $(or $(BUDGET),laptop) --port $(or $(PORT),8080)
+
 # one CUDA GPU, < 5 min: bf16 DiT-B/2 and DiT-L/2 img/s and MFU, DTR cost, sampling img/s (needs only
 # torch and numpy: runs from a bare checkout too); exit 1 when a target is missed
 bench-gpu:
 	$(PY) -m platform.bench --suite gpu
+
+# cluster faults (~1-1.5 h on 2 cores): SIGTERM -> checkpoint time, a 200-trial sweep's overhead per trial,
+# MLflow on sqlite vs PostgreSQL under 8/32 writers (PostgreSQL: apt-get install postgresql, pip install -e '.[cluster]')
+bench-faults: install
+	$(VPY) -m platform.bench --suite faults
 
 # caches only: runs/ (the MLflow store, every sweep, the benchmark history) is kept; see clean-runs
 clean:

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("space", help="name of the search space (listed below)")
     parser.add_argument("--budget", default="laptop", help="scale of every trial (listed below)")
-    parser.add_argument("--trials", type=int, default=None, help="number of search trials (default: the space's)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="number of search trials (default: the space's); a resume may raise it to run more")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the budget's)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (host:port or 'auto'); default: start Ray on this machine")

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from platform.sweep_lock import sweep_lock
+from platform.sweep_paths import default_sweep_dir
 from reports.records_files import SETTINGS_FILE
 from search_spaces import SearchSpace, get_space
 from search_spaces.budgets import Budget, get_budget
@@ -38,15 +39,13 @@ class SweepOptions:
     overrides: tuple = ()              # ((field, value), ...) applied to every trial
 
 
-# SETTINGS_FILE (sweep.json): what the sweep was started with; the report reads its objectives
-# settings a resumed sweep cannot change (Tuner.restore keeps the searcher, its study and its sample
-# count) -> the command-line flag that sets each
-FIXED_SETTINGS = {"trials": "--trials", "max_concurrent": "--max-concurrent", "seed": "--seed",
-                  "objectives": "--objectives", "overrides": "--set"}
-
-
-def default_sweep_dir(space: str, budget: str) -> str:
-    return os.path.join(runs_dir(), "sweeps", f"{space}-{budget}")
+# SETTINGS_FILE (sweep.json): what the sweep was started with; the report reads its objectives.
+# Settings a resumed sweep cannot change (the Optuna study keeps its sampler, objectives and
+# parameters) -> how the command line sets each.  --trials (raised) and --max-concurrent do apply
+# on resume: platform/resumable_search.py.
+FIXED_SETTINGS = {"seed": "--seed", "objectives": "--objectives", "overrides": "--set",
+                  "search_params": "the search space's parameters"}
+RESUMABLE = "resumable_search"  # sweep.json key of sweeps whose search phase takes more trials on resume
 
 
 KNOWN_MODES = {"fid": "min", "fid_k": "min", "loss": "min", "precision": "max", "recall": "max", "is_mean": "max",
@@ -76,7 +75,8 @@ def sweep_settings(opts: SweepOptions) -> dict:
     settings = {"space": space.name, "budget": budget.name,
                 "trials": opts.trials or budget.num_trials or space.num_trials,
                 "max_concurrent": opts.max_concurrent or budget.max_concurrent, "seed": opts.seed,
-                "objectives": metrics, "modes": modes, "overrides": dict(opts.overrides)}
+                "objectives": metrics, "modes": modes, "overrides": dict(opts.overrides),
+                "search_params": {k: v.describe() for k, v in space.params.items()}, RESUMABLE: True}
     return json.loads(json.dumps(settings))
 
 
@@ -86,25 +86,51 @@ def _flag_text(key: str, value) -> str:
     if key == "overrides":
         return " ".join(f"--set {k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in sorted(value.items())) \
             or "no --set"
-    return f"{FIXED_SETTINGS[key]} {value}"
+    if key == "search_params":
+        return "searched parameters " + "; ".join(f"{k} {v}" for k, v in sorted(value.items()))
+    return f"{FIXED_SETTINGS.get(key, '--' + key.replace('_', '-'))} {value}"
+
+
+def read_saved_settings(sweep_dir: str) -> dict | None:
+    path = os.path.join(sweep_dir, SETTINGS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def check_resume(sweep_dir: str, settings: dict) -> None:
-    """Raise ValueError (one line) when ``sweep_dir`` holds a sweep started with other settings:
-    a resume would silently keep the old ones.  A sweep without ``sweep.json`` (older, or never
-    started) is not checked."""
-    path = os.path.join(sweep_dir, SETTINGS_FILE)
-    if not os.path.exists(path):
+    """Raise ValueError (one line) when ``sweep_dir`` holds a sweep started with settings a resume
+    cannot apply: another ``--seed``, ``--objectives``, ``--set`` or searched parameters, fewer
+    ``--trials`` than it has, or (a sweep from before resumes took them) another ``--trials`` /
+    ``--max-concurrent``.  A sweep without ``sweep.json`` (older, or never started) is not checked."""
+    saved = read_saved_settings(sweep_dir)
+    if saved is None:
         return
-    with open(path) as f:
-        saved = json.load(f)
-    changed = [k for k in FIXED_SETTINGS if k in saved and saved[k] != settings[k]]
+    fixed = list(FIXED_SETTINGS) + ([] if saved.get(RESUMABLE) else ["trials", "max_concurrent"])
+    changed = [k for k in fixed if k in saved and saved[k] != settings[k]]
     if changed:
         was = ", ".join(_flag_text(k, saved[k]) for k in changed)
         now = ", ".join(_flag_text(k, settings[k]) for k in changed)
         raise ValueError(f"{sweep_dir} holds a sweep started with {was}; this command asks for {now}, which "
                          "resuming it cannot apply: rerun with the old values to resume, or start a new sweep "
                          "with --name NAME (or --fresh to move this one aside)")
+    if settings["trials"] < saved.get("trials", 0):
+        raise ValueError(f"{sweep_dir} holds a sweep of --trials {saved['trials']}; --trials {settings['trials']} "
+                         f"cannot take trials back: rerun with --trials {saved['trials']} or more to resume it")
+
+
+def resume_settings(sweep_dir: str, opts: SweepOptions) -> dict:
+    """The settings a run of ``opts`` in ``sweep_dir`` goes on with: ``sweep_settings(opts)``, where a
+    resumed sweep keeps its saved ``--trials`` / ``--max-concurrent`` unless the command gives them
+    (then they apply: more trials run, the new concurrency holds); ``check_resume`` refuses the rest."""
+    settings = sweep_settings(opts)
+    saved = read_saved_settings(sweep_dir) or {}
+    for key, given in (("trials", opts.trials), ("max_concurrent", opts.max_concurrent)):
+        if given is None and key in saved:
+            settings[key] = saved[key]
+    check_resume(sweep_dir, settings)
+    return settings
 
 
 def write_settings(sweep_dir: str, settings: dict) -> None:
@@ -118,8 +144,8 @@ def dry_run_text(opts: SweepOptions) -> str:
     from search_spaces.estimate import duration, measured_step_s, sweep_estimate, trial_seconds
     from trainers.paths import bench_history_path
     space, budget = get_space(opts.space), get_budget(opts.budget)
-    settings = sweep_settings(opts)
     sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
+    settings = sweep_settings(opts)
     base = base_config(space, budget, dict(opts.overrides))
     baselines = baseline_configs(space, budget, dict(opts.overrides))
     seeds = list(budget.baseline_seeds)
@@ -130,7 +156,7 @@ def dry_run_text(opts: SweepOptions) -> str:
                          budget.gpus_per_trial * budget.workers_per_trial)
     state = "resumes the sweep there" if os.path.exists(os.path.join(sweep_dir, SETTINGS_FILE)) else "new sweep"
     try:
-        check_resume(sweep_dir, settings)
+        settings = resume_settings(sweep_dir, opts)
     except ValueError as err:
         state = f"would be refused: {err}"
     asha = settings["objectives"] == ["fid"] and base.eval_every and base.eval_every < base.steps
@@ -172,7 +198,9 @@ def _parent_run(sweep_dir: str, space: SearchSpace, budget: Budget, experiment: 
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     client = mlflow.MlflowClient()
     if os.path.exists(id_file):
-        return open(id_file).read().strip()
+        run_id = open(id_file).read().strip()
+        client.update_run(run_id, status="RUNNING")  # a resumed sweep runs again (summarise ends it)
+        return run_id
     run = client.create_run(ensure_experiment(experiment), run_name=f"sweep-{space.name}-{budget.name}",
                             tags={"sweep": "true", "space": space.name, "budget": budget.name})
     client.log_batch(run.info.run_id, params=[
@@ -198,36 +226,12 @@ def _trainable(ctx: TrialContext, budget: Budget):
     return tune.with_resources(fn, {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
 
 
-def _progress_callback(phase: str, total: int):
-    """A Tune callback printing ``[sweep] search: 3/8 trials done, 2 running, 3 queued; ETA ~6 min``
-    when a trial ends (the ETA: this session's seconds per finished trial x the trials left)."""
-    from ray.tune import Callback
-
-    class Progress(Callback):
-        def setup(self, **info):
-            self.started, self.seen = time.time(), 0
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._line(trials, trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._line(trials, trial)
-
-        def _line(self, trials, trial):
-            self.seen += 1
-            done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
-            running = sum(t.status == "RUNNING" for t in trials if t is not trial)
-            left = max(0, total - done)
-            eta = (time.time() - self.started) / self.seen * left
-            from search_spaces.estimate import duration
-            print(f"[sweep] {phase}: {done}/{total} trials done, {running} running, {max(0, left - running)} queued"
-                  + (f"; ETA ~{duration(eta)}" if left else ""), flush=True)
-
-    return Progress()
-
-
-def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, budget: Budget, total: int = 0):
+def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, budget: Budget, parent: str):
+    """Run (or restore and go on with) one phase's Tune experiment; its progress line and parent-run
+    metrics come from platform/sweep_progress.py."""
     from ray import tune
+
+    from platform.sweep_progress import ProgressLine
     if tune.Tuner.can_restore(path):
         print(f"[sweep] resuming phase '{name}' from {path}", flush=True)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
@@ -239,12 +243,12 @@ def _run_phase(name: str, path: str, trainable, param_space: dict, tune_config, 
                 name=name, storage_path=os.path.dirname(path),
                 failure_config=tune.FailureConfig(max_failures=budget.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
-                callbacks=[_progress_callback(name, total)] if total else None))
+                callbacks=[ProgressLine(name, parent)]))
     return tuner.fit()
 
 
-def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, sweep_dir: str, steps: int,
-                        eval_every: int, base_seed: int = 0):
+def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, settings: dict, sweep_dir: str,
+                        steps: int, eval_every: int, base_seed: int = 0):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -253,25 +257,29 @@ def _search_tune_config(space: SearchSpace, budget: Budget, opts: SweepOptions, 
     from ray.tune.search import ConcurrencyLimiter
 
     from platform.repeat_as_seed import RepeatAsSeedOptunaSearch
+    from platform.resumable_search import ResumableSearch
+    from reports.optuna_views import JOURNAL
 
     metrics, modes = _objective_modes(space, opts.objectives)
     multi = len(metrics) > 1
     sampler = (optuna.samplers.NSGAIISampler(seed=opts.seed) if multi
                else optuna.samplers.TPESampler(seed=opts.seed, constant_liar=True))
-    storage = JournalStorage(JournalFileBackend(os.path.join(sweep_dir, "optuna_journal.log")))
+    storage = JournalStorage(JournalFileBackend(os.path.join(sweep_dir, JOURNAL)))
     searcher = RepeatAsSeedOptunaSearch(metric=metrics if multi else metrics[0], mode=modes if multi else modes[0],
                                         sampler=sampler, storage=storage, study_name=f"{space.name}-{budget.name}",
                                         seed=None, base_seed=base_seed)
-    limited = ConcurrencyLimiter(searcher, max_concurrent=opts.max_concurrent or budget.max_concurrent)
+    limited = ConcurrencyLimiter(searcher, max_concurrent=settings["max_concurrent"])
     scheduler = None
     # ASHA ranks trials by the FID-k proxy every report carries (``fid`` is only in final reports:
     # trainers/training/tune_trainable.py), so it runs only when the one objective is FID
     if metrics == ["fid"] and eval_every and eval_every < steps:
         scheduler = ASHAScheduler(time_attr="step", metric="fid_k", mode=modes[0], max_t=steps,
                                   grace_period=eval_every, reduction_factor=2)
-    return tune.TuneConfig(search_alg=limited, scheduler=scheduler,
-                           num_samples=opts.trials or budget.num_trials or space.num_trials,
-                           max_concurrent_trials=opts.max_concurrent or budget.max_concurrent)
+    # the ConcurrencyLimiter holds the concurrency (TuneConfig's max_concurrent_trials would be a
+    # second copy a restore could not change); ResumableSearch applies sweep.json on restore
+    ResumableSearch.settings = os.path.join(sweep_dir, SETTINGS_FILE)
+    return tune.TuneConfig(search_alg=ResumableSearch(limited, os.path.join(sweep_dir, SETTINGS_FILE)),
+                           scheduler=scheduler, num_samples=settings["trials"])
 
 
 def run_sweep(opts: SweepOptions) -> dict:
@@ -279,8 +287,7 @@ def run_sweep(opts: SweepOptions) -> dict:
     space, budget = get_space(opts.space), get_budget(opts.budget)
     space.validate()
     sweep_dir = os.path.abspath(opts.sweep_dir or default_sweep_dir(space.name, budget.name))
-    settings = sweep_settings(opts)
-    check_resume(sweep_dir, settings)  # before anything starts
+    settings = resume_settings(sweep_dir, opts)  # refuses what a resume cannot apply, before anything starts
     with sweep_lock(sweep_dir):  # one driver per sweep directory (a second one refuses here)
         return _run_locked(opts, space, budget, sweep_dir, settings)
 
@@ -316,12 +323,11 @@ def _run_locked(opts: SweepOptions, space: SearchSpace, budget: Budget, sweep_di
             "baselines", os.path.join(sweep_dir, "baselines"), _trainable(phase_ctx, budget),
             {"baseline": tune.grid_search(sorted(space.baselines)),
              "seed": tune.grid_search(list(budget.baseline_seeds))},
-            tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or budget.max_concurrent), budget,
-            total=len(space.baselines) * len(budget.baseline_seeds))
+            tune.TuneConfig(max_concurrent_trials=settings["max_concurrent"]), budget, parent)
     phase_ctx = TrialContext(phase="search", **ctx)
     grids["search"] = _run_phase(
         "search", os.path.join(sweep_dir, "search"), _trainable(phase_ctx, budget), space.tune_param_space(),
-        _search_tune_config(space, budget, opts, sweep_dir, base.steps, base.eval_every, base.seed), budget,
-        total=settings["trials"])
+        _search_tune_config(space, budget, opts, settings, sweep_dir, base.steps, base.eval_every, base.seed),
+        budget, parent)
     from platform.sweep_summary import summarise
     return summarise(space, budget, sweep_dir, grids, parent, wall_seconds=time.time() - started)

@@ -4,7 +4,10 @@ word on each trial) saved as CSV + Parquet, printed, logged to the sweep's MLflo
 
 In trials.csv / .parquet the last FID-k of a trial is the column ``fid_k_last`` (the table's
 ``fid_k``), so that it is never read as ``fid``: ``fid`` is the final evaluation's FID only, null
-for a trial ASHA stopped."""
+for a trial ASHA stopped.
+
+The parent run also gets the best trial's EMA model (platform/best_model.py) and the tag
+``dtr.report``: where the report is, in its artifacts (``report/report.html``) and on disk."""
 from __future__ import annotations
 
 import math
@@ -12,6 +15,7 @@ import os
 
 import polars as pl
 
+from platform.best_model import best_row, log_best_model
 from reports.console import console_summary
 from reports.records import trials_table
 from search_spaces import SearchSpace
@@ -23,7 +27,7 @@ from trainers.paths import mlflow_tracking_uri
 def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, parent_run_id: str,
               wall_seconds: float) -> dict:
     import mlflow
-    table = trials_table(sweep_dir, grids)
+    table = with_searched_columns(trials_table(sweep_dir, grids), list(space.params))
     saved = table.rename({"fid_k": "fid_k_last"})
     with atomic_path(os.path.join(sweep_dir, "trials.csv")) as tmp:
         saved.write_csv(tmp)
@@ -42,29 +46,69 @@ def summarise(space: SearchSpace, budget: Budget, sweep_dir: str, grids: dict, p
     _log_time_to_quality(client, table)
     client.log_metric(parent_run_id, "sweep_wall_s", wall_seconds)
     _close_unfinished_child_runs(client, table)
+    metric, mode = _first_objective(sweep_dir)
+    row = best_row(table, metric, mode)
+    if row is not None:
+        log_best_model(client, parent_run_id, row, metric)
     errors = table.filter(pl.col("status") == "error").height
     client.set_terminated(parent_run_id, status="FAILED" if errors == table.height and errors else "FINISHED")
     report = _build_report(sweep_dir)
+    if report:
+        client.set_tag(parent_run_id, "dtr.report", f"report/{os.path.basename(report)} (artifact); {report}")
     return {"sweep_dir": sweep_dir, "table": table, "best": best, "errors": errors, "report": report}
 
 
+def with_searched_columns(table: pl.DataFrame, params: list[str]) -> pl.DataFrame:
+    """``table`` with a column for every searched parameter (the trial table carries the usual
+    config fields; any other one comes from each trial's config.json, null where it has none)."""
+    import json
+    missing = [p for p in params if p not in table.columns]
+    if not missing or not table.height:
+        return table
+    values = {p: [] for p in missing}
+    for run_dir in table["run_dir"].to_list():
+        path = os.path.join(run_dir or "", "config.json")
+        config = json.load(open(path)) if run_dir and os.path.exists(path) else {}
+        for p in missing:
+            value = config.get(p)
+            values[p].append(json.dumps(value) if isinstance(value, (dict, list)) else value)
+    return table.with_columns([pl.Series(p, v, strict=False) for p, v in values.items()])
+
+
+def _first_objective(sweep_dir: str) -> tuple[str, str]:
+    """(metric, mode) of the sweep's first objective (sweep.json; FID by default)."""
+    from reports.pareto import objectives_of
+    from reports.records_files import read_settings
+    return (objectives_of(read_settings(sweep_dir)) or [("fid", "min")])[0]
+
+
+def shown_params(row: dict, params: list[str]) -> list[str]:
+    """``name=value`` of each searched parameter that applies to the row's method (a vanilla model
+    has no beta, DTR no Switch-DiT prior weight: reports.methods.method_params)."""
+    from reports.methods import METHOD_FIELDS, method_params
+    relevant = method_params(row)
+    shown = []
+    for p in params:
+        if p not in row or (p in METHOD_FIELDS and relevant[p] is None):
+            continue
+        shown.append(f"{p}={row[p]:.4g}" if isinstance(row[p], float) else f"{p}={row[p]}")
+    return shown
+
+
 def searched_lines(table: pl.DataFrame, params: list[str], sweep_dir: str) -> list[str]:
-    """``best trial: <name> FID 12.3 with routing=dtr, routing_clusters=4`` (the space's searched
-    parameters, whatever they are) and, for a multi-objective sweep, its Pareto front."""
+    """``best trial by fid: 12.3, <name> (DTR) with beta=0.75`` (the space's searched parameters
+    that apply to that trial's method) and, for a multi-objective sweep, its Pareto front."""
     from reports.pareto import objectives_of, pareto_front
     from reports.records_files import read_settings
     objectives = objectives_of(read_settings(sweep_dir)) or [("fid", "min")]
     metric, mode = objectives[0]
-    done = table.filter((pl.col("status") == "finished") & pl.col(metric).is_not_null())
-    if not done.height:
+    top = best_row(table, metric, mode)
+    if top is None:
         return []
 
     def with_params(row: dict) -> str:
-        shown = [f"{p}={row[p]:.4g}" if isinstance(row.get(p), float) else f"{p}={row.get(p)}"
-                 for p in params if p in row]
-        return f"{row['name']} ({row['label']}) with {', '.join(shown) or 'no searched parameters'}"
+        return f"{row['name']} ({row['label']}) with {', '.join(shown_params(row, params)) or 'no searched parameters'}"
 
-    top = done.sort(metric, descending=mode == "max").row(0, named=True)
     lines = [f"best trial by {metric}: {top[metric]:.4g}, {with_params(top)}"]
     if len(objectives) > 1:
         front = pareto_front(table, objectives)

@@ -7,7 +7,7 @@ import polars as pl
 from trainers.routing.spec import WINDOW_KINDS, effective_routing_kind
 
 PARAM_SYMBOLS = {"beta": "β", "alpha": "α", "routing_clusters": "K", "routing_cluster_method": "clusters",
-                 "routing_seed": "mask seed", "experts": "E", "top_k": "k", "prior_weight": "prior w",
+                 "routing_seed": "mask seed", "roaming_every": "redraw every", "experts": "E", "top_k": "k", "prior_weight": "prior w",
                  "min_snr_gamma": "γ", "p2_gamma": "γ_P2", "p2_k": "k_P2", "uw_clusters": "K_UW",
                  "uw_cluster_method": "UW clusters", "multi_expert_n": "experts N", "model": "model",
                  "routing": "routing",
@@ -15,20 +15,22 @@ PARAM_SYMBOLS = {"beta": "β", "alpha": "α", "routing_clusters": "K", "routing_
 
 # Method fields a configuration is told apart by, with the routings/weightings they matter for.
 _BETA_KINDS = (*WINDOW_KINDS, "learned_window")
+_CLUSTER_WEIGHTINGS = ("ant_uw", "pcgrad", "nash_mtl")  # per-cluster losses over K timestep clusters
 _RELEVANCE = {
     "beta": lambda r: r.get("routing") in _BETA_KINDS,
     "alpha": lambda r: r.get("routing") in ("dtr", "cdtr", "learned_window"),
     "routing_clusters": lambda r: r.get("routing") in ("cdtr", "ercdt"),
     "routing_cluster_method": lambda r: r.get("routing") in ("cdtr", "ercdt"),
-    "routing_seed": lambda r: r.get("routing") == "random",
+    "routing_seed": lambda r: r.get("routing") in ("random", "maxroaming"),
+    "roaming_every": lambda r: r.get("routing") == "maxroaming",
     "experts": lambda r: r.get("routing") == "learned",
     "top_k": lambda r: r.get("routing") == "learned",
     "prior_weight": lambda r: r.get("routing") == "learned",
     "min_snr_gamma": lambda r: r.get("weighting") == "min_snr",
     "p2_gamma": lambda r: r.get("weighting") == "p2",
     "p2_k": lambda r: r.get("weighting") == "p2",
-    "uw_clusters": lambda r: r.get("weighting") == "ant_uw",
-    "uw_cluster_method": lambda r: r.get("weighting") == "ant_uw",
+    "uw_clusters": lambda r: r.get("weighting") in _CLUSTER_WEIGHTINGS,
+    "uw_cluster_method": lambda r: r.get("weighting") in _CLUSTER_WEIGHTINGS,
     "multi_expert_n": lambda r: True,
     "routing": lambda r: True, "weighting": lambda r: True, "model": lambda r: True,
     "schedule": lambda r: True, "lr": lambda r: True, "global_batch": lambda r: True,

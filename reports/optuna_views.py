@@ -3,7 +3,8 @@ the journal the sweep's searcher writes): parameter importance (fANOVA, ``optuna
 the parallel-coordinate view and the contour view (two or more searched parameters) or the slice
 view (one), drawn with ``optuna.visualization.matplotlib``.  Shown when the study has at least
 ``MIN_COMPLETE`` COMPLETE trials; a multi-objective study is viewed on its first objective.
-The same journal opens interactively in ``optuna-dashboard <sweep_dir>/optuna_journal.log``.
+The same journal opens interactively in optuna-dashboard on 127.0.0.1: ``make dashboard SPACE=.. BUDGET=..``
+(``python -m platform.dashboard``), or ``optuna-dashboard <sweep_dir>/optuna_journal.log``.
 """
 from __future__ import annotations
 

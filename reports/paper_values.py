@@ -72,6 +72,11 @@ PAPER_SOURCES = (
     PaperSource("switch-xl", "Switch-DiT paper (XL)", "DiT-XL/2", "ImageNet-256", None, 1.5, (
         _vanilla(fid=9.40), _dtr(fid=10.85),
         ({"routing": "learned", "weighting": "vanilla"}, dict(fid=8.76)))),
+    # text-to-image (App. C): a text-conditional DiT-B/2 (cross-attention to CLIP text tokens), FID-50K
+    PaperSource("dtr-coco", "DTR paper, Table 1 (MS-COCO)", "DiT-B/2-text", "MS-COCO-256", 400_000, 1.5, (
+        _vanilla(fid=7.70),
+        ({"routing": "random", "weighting": "vanilla", "beta": 0.8}, dict(fid=10.49)),
+        _dtr(fid=7.04))),
 )
 PAPER_BY_KEY = {s.key: s for s in PAPER_SOURCES}
 
@@ -80,7 +85,10 @@ def dataset_setting(dataset: str | None, image_size: int | None, data_root: str 
     """Data set + resolution in the papers' naming (``ImageNet-256``; latents are 8x downsampled)."""
     dataset, root, size = dataset or "?", (data_root or "").lower(), image_size or 0
     if dataset == "latents":
-        return f"{'FFHQ' if 'ffhq' in root else 'ImageNet'}-{size * 8}"
+        name = "FFHQ" if "ffhq" in root else "MS-COCO" if "coco" in root else "ImageNet"
+        return f"{name}-{size * 8}"
+    if dataset == "coco_captions":
+        return f"MS-COCO-{size}"
     if dataset == "imagenet_folder":
         return f"ImageNet-{size}"
     if dataset == "image_folder" and "ffhq" in root:
@@ -118,6 +126,8 @@ def source_preference(trials: pl.DataFrame) -> list[str]:
     dtr = trials.filter(pl.col("routing") == "dtr") if trials.height else trials
     dtr_alphas = set(dtr["alpha"].drop_nulls().to_list())
     order = []
+    if "model" in trials.columns and trials["model"].drop_nulls().str.ends_with("-text").any():
+        order += ["dtr-coco"]  # text-conditional models: the text-to-image column first
     if len(dtr_alphas) > 1:
         order += ["dtr-t4-imagenet", "dtr-t4-ffhq"]
     if routings & {"cdtr", "ercdt"}:

@@ -6,7 +6,7 @@ import importlib
 from search_spaces.base import Choice, Float, Int, SearchSpace
 
 SPACE_MODULES = ("dtr_beta", "dtr_alpha", "routing", "loss_weighting", "ant_clusters", "multi_expert",
-                 "learned_vs_fixed", "smoke")
+                 "learned_vs_fixed", "smoke", "text_routing", "ant_mtl", "ant_affinity")
 
 
 def all_spaces() -> dict[str, SearchSpace]:

@@ -52,12 +52,31 @@ BUDGETS: dict[str, Budget] = {
                         num_trials=1, baseline_seeds=(), max_failures=1, worker_resources={"gpu_sim": 1},
                         est_step_s=0.1,
                         est_sample_s=0.3, est_start_s=30.0),
+    # the driver's own cost per trial (python -m platform.bench --suite faults --cases sweep): trials that train
+    # 2 smoke steps and evaluate nothing (no FID: sweep it with --objectives images_per_s), 8 at once on 2 cores
+    "trivial": Budget("trivial", "smoke", "2 training steps and no evaluation per trial, 8 at once: what the "
+                      "driver costs per trial (bench; use --objectives images_per_s)", cpus_per_trial=0.25,
+                      max_concurrent=8, num_trials=200, baseline_seeds=(), max_failures=0, est_step_s=0.05,
+                      est_start_s=10.0, overrides=dict(steps=2, ckpt_every=0, eval_every=0, final_eval_samples=0)),
     "paper": Budget("paper", "paper", "the paper's ImageNet-256 DiT-L/2 setting on a GPU cluster",
                     cpus_per_trial=8, gpus_per_trial=1, workers_per_trial=8, max_concurrent=4,
                     baseline_seeds=(0, 1, 2),
                     # DiT-L/2 on 8 A100s: 3.72 it/s (DTR paper, Sec. 5.4); sampling 250 DDPM steps with CFG
                     # on 8 GPUs taken as ~0.07 s per image (an assumption, not measured here)
                     est_step_s=1 / 3.72, est_sample_s=0.07, est_start_s=120.0),
+    # text-conditional DiT (docs/text_conditional.md): captioned Fashion-MNIST with the offline MiniLM
+    # encoder at the laptop scale, and the paper's MS-COCO setting (App. C: the paper budget with
+    # DiT-B/2-text on a latent cache of coco_captions, CLIP text tokens; --set data_root=<latent cache>)
+    "text-laptop": Budget("text-laptop", "laptop", "the laptop budget on captioned Fashion-MNIST with DiT-T/4-text "
+                          "(offline MiniLM text encoder)", max_concurrent=2, baseline_seeds=(0, 1),
+                          overrides=dict(model="DiT-T/4-text", dataset="fashion_mnist_captions", cfg_scale=1.5)),
+    "coco": Budget("coco", "paper", "the paper's MS-COCO-256 text-to-image setting: DiT-B/2-text, 400K iterations, "
+                   "batch 256, CFG 1.5, DDPM 250, cosine, FID-50K on val2014", cpus_per_trial=8, gpus_per_trial=1,
+                   workers_per_trial=8, max_concurrent=4, baseline_seeds=(0, 1, 2),
+                   overrides=dict(model="DiT-B/2-text", text_encoder="clip-l14"),
+                   # DiT-B/2 on 8 A100s: 6.90 it/s (DTR paper, App. E) without the cross-attention the text
+                   # model adds (an underestimate); sampling time as the paper budget's assumption
+                   est_step_s=1 / 6.90, est_sample_s=0.04, est_start_s=120.0),
 }
 
 

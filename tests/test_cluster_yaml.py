@@ -146,11 +146,57 @@ def test_mlflow_server_on_the_head():
     assert "mlflow server" in head
     assert "--host 0.0.0.0" in head and "--port 5000" in head
     assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in head
-    assert re.search(r"--backend-store-uri (sqlite:///|postgresql)", head)
     assert "s3://" in _commands(cfg, "setup_commands", "head_setup_commands")
     assert "nohup" in head and "&" in head
     # a restarted (cached, stopped) head skips setup commands: its start commands restart MLflow too
     assert any("mlflow server" in c for c in cfg["head_start_ray_commands"])
+
+
+def _mlflow_start(cfg: dict) -> str:
+    starts = [c for c in cfg["head_setup_commands"] if "mlflow server" in c]
+    assert len(starts) == 1
+    return starts[0]
+
+
+def test_mlflow_runs_in_postgresql_behind_basic_auth():
+    """The head's MLflow server: PostgreSQL backend (installed from the distribution, database and role
+    made by the head's start commands, peer authentication: no database password), MLflow's
+    basic-auth app with its admin account read on the head from the credentials file."""
+    cfg = _aws()
+    start = _mlflow_start(cfg)
+    assert re.search(r"mlflow server --app-name basic-auth\b", start)
+    backend = re.search(r'--backend-store-uri "?(\S+?)"?\s', start).group(1)
+    # psycopg2 named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; no user:password in the URI
+    assert backend.startswith("postgresql+psycopg2://") and "@" not in backend
+    assert "database_uri = postgresql+psycopg2://" in start  # the auth app's users and permissions too
+    assert "MLFLOW_AUTH_CONFIG_PATH=" in start and "MLFLOW_FLASK_SERVER_SECRET_KEY=" in start
+    # the admin account comes from the credentials file, through variables, never as text
+    assert ". ~/.dtr/mlflow.env" in start
+    assert 'MLFLOW_AUTH_ADMIN_USERNAME="$MLFLOW_TRACKING_USERNAME"' in start
+    assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_TRACKING_PASSWORD"' in start
+    head_setup = _commands(cfg, "head_setup_commands")
+    assert re.search(r"apt-get [^\n]*install [^\n]*\bpostgresql\b", head_setup)
+    assert re.search(r'pip install[^\n]*-e ~/dtr-platform"\[cluster\]"', head_setup)
+    # the database and its role are made by the head's start commands (idempotent), before MLflow starts
+    starts = cfg["head_start_ray_commands"]
+    db = next(i for i, c in enumerate(starts) if "createdb" in c)
+    assert db < next(i for i, c in enumerate(starts) if "mlflow server" in c)
+    assert "createuser" in starts[db] and "mlflow_auth" in starts[db]
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        extras = f.read().split("[project.optional-dependencies]", 1)[1]
+    assert re.search(r'^cluster = \[[^\n]*psycopg2-binary[^\n]*mlflow\[auth\]', extras, re.MULTILINE)
+
+
+def test_every_node_gets_the_mlflow_account_from_a_file():
+    """The credentials file is referenced (copied to every node by file_mounts, sourced by
+    ~/dtr-env.sh, hence in every Ray worker's environment), never its contents."""
+    cfg = _aws()
+    assert cfg["file_mounts"]["~/.dtr/mlflow.env"] == "~/.dtr/mlflow.env"
+    setup = _commands(cfg, "setup_commands")
+    assert "if [ -f ~/.dtr/mlflow.env ]; then . ~/.dtr/mlflow.env; fi" in setup
+    assert "chmod 600 ~/.dtr/mlflow.env" in setup
+    text = _text()
+    assert "MLFLOW_TRACKING_USERNAME" in text and "MLFLOW_TRACKING_PASSWORD" in text  # named, as the file's keys
 
 
 def test_ray_start_commands():
@@ -163,11 +209,22 @@ def test_ray_start_commands():
     assert "ray stop" in worker and "ray start --address=$RAY_HEAD_IP:6379" in worker
 
 
+# an assignment to a credential-named variable: its value must be a variable ($X, "$X", "$(cat FILE)")
+CREDENTIAL_ASSIGNMENT = re.compile(r"\b([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|ACCESS_KEY)[A-Z0-9_]*)\s*[=:]\s*(\S*)")
+
+
 def test_no_credentials_in_the_file():
     text = _text()
-    for pattern in (r"aws_access_key", r"aws_secret", r"secret", r"password", r"ssh_private_key",
-                    r"PRIVATE KEY", r"\bAKIA[0-9A-Z]{16}\b", r"\.pem\b"):
+    for pattern in (r"aws_access_key_id\s*[=:]", r"aws_secret_access_key\s*[=:]", r"ssh_private_key",
+                    r"PRIVATE KEY", r"\bAKIA[0-9A-Z]{16}\b", r"\.pem\b", r"password1234",
+                    r"(?<![a-z_])admin_password\s*=", r"://[^/\s:@]+:[^/\s@]+@"):  # the last: user:password@ in a URI
         assert not re.search(pattern, text, re.IGNORECASE), f"credential-like text in ray_cluster.yaml: {pattern}"
+    assignments = CREDENTIAL_ASSIGNMENT.findall(text)
+    assert {name for name, _ in assignments} >= {"MLFLOW_TRACKING_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                                                 "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    for name, value in assignments:
+        # a variable, or the printf placeholder of the command that writes the credentials file
+        assert value.lstrip("'\"").startswith(("$", "%s")), f"{name} is given a literal value: {value}"
 
 
 def test_all_commands_are_strings():
@@ -211,6 +268,10 @@ def test_local_variant_parses_when_uncommented():
     assert "MLFLOW_TRACKING_URI=http://$HEAD_IP:5000" in setup
     assert "mlflow server" in _commands(cfg, "head_setup_commands")
     assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in _commands(cfg, "head_setup_commands")
+    start = _mlflow_start(cfg)  # the same PostgreSQL store and basic-auth app as on AWS
+    assert "--app-name basic-auth" in start and '--backend-store-uri "postgresql+psycopg2:///mlflow' in start
+    assert cfg["file_mounts"]["~/.dtr/mlflow.env"] == "~/.dtr/mlflow.env"
+    assert any("createdb" in c for c in cfg["head_start_ray_commands"])
     assert "ray start --address=$RAY_HEAD_IP:6379" in _commands(cfg, "worker_start_ray_commands")
 
 

@@ -30,7 +30,7 @@ from trainers.training.checkpoint import (
     tag_for,
 )
 from trainers.training.distributed import free_port
-from trainers.training.preemption import EXIT_STATUS
+from trainers.training.preemption import EXIT_STATUS, Preempted
 from trainers.training.run import train
 from trainers.training.tracking import MlflowRun, read_metrics
 
@@ -142,6 +142,14 @@ def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(train_env, ref
     assert sum(line.startswith("preempted: checkpoint of step") for line in err.splitlines()) == 1
     run(cfg.replace(steps=STEPS), resume=cfg.run_dir)
     assert trajectory(read_metrics(cfg.run_dir)) == reference
+
+
+def test_preempted_survives_pickling():
+    """Ray pickles a Ray Train worker's exception to its controller (a SIGTERM-ed multi-worker trial)."""
+    import pickle
+    err = pickle.loads(pickle.dumps(Preempted("preempted: checkpoint of step 7 written", "/ckpt", 7)))
+    assert (err.code, err.checkpoint, err.step, str(err)) == (EXIT_STATUS, "/ckpt", 7,
+                                                             "preempted: checkpoint of step 7 written")
 
 
 def test_zero3_ema_matches_zero0_with_two_workers(tmp_path):

@@ -142,3 +142,12 @@ def test_inception_auto_falls_back_offline_without_network(monkeypatch):
     assert time.perf_counter() - t0 < 30
     with pytest.raises(urllib.error.URLError):
         inception.inception_extractor("clean")
+
+
+def test_fid_of_a_single_image_is_refused_not_nan():
+    """One image has no covariance: FID refuses it in one line instead of handing scipy a NaN matrix."""
+    from trainers.evaluation.metrics import fid_from_features
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fid_from_features(rng.normal(size=(1, 8)), rng.normal(size=(5, 8)))
+    assert np.isfinite(fid_from_features(rng.normal(size=(4, 8)), rng.normal(size=(5, 8))))

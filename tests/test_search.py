@@ -2,9 +2,10 @@
 
 Three sweeps of the ``smoke`` space at ``smoke`` budget:
 - against a Ray head started with ``ray start --head`` on loopback (``--address``),
-- on the embedded local Ray, with a trial's training process killed (-9) mid-run and
-  then the driver killed mid-sweep; the same command again must finish the sweep
-  without re-running finished trials and with the killed trial resumed from its checkpoint,
+- on the embedded local Ray, with a trial's training process sent SIGTERM (a spot preemption)
+  mid-run and then the driver killed mid-sweep; the same command again must finish the sweep
+  without re-running finished trials; the preempted trial checkpointed the step SIGTERM arrived
+  at and resumed from it bit-exactly (a killed -9 node: tests/test_paper_sim.py),
 - bad input: one clear line, non-zero exit, nothing started.
 Multi-worker (Ray Train) trials and a multi-objective search run in tests/test_paper_sim.py.
 """
@@ -16,6 +17,7 @@ import sys
 import time
 
 import pytest
+from preemption_support import check_exact_resume, last_logged_step, preemptions
 from train_support import DIST_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,27 +73,51 @@ def test_bad_input_is_one_line_and_starts_nothing(tmp_path, shared_cache_dir):
 
 
 def test_changed_settings_on_resume_are_refused_in_one_line(tmp_path, shared_cache_dir):
-    """A sweep directory remembers its settings (sweep.json); rerunning it with other --trials /
-    --max-concurrent / --seed / --objectives / --set names the differences instead of ignoring them."""
-    from platform.sweep import SweepOptions, check_resume, sweep_settings, write_settings
+    """A sweep directory remembers its settings (sweep.json); rerunning it with another --seed /
+    --objectives / --set or fewer --trials names the differences instead of ignoring them; more
+    --trials and another --max-concurrent apply (the resume in test_killed_trial_and_killed_driver_resume)."""
+    from platform.sweep import (
+        RESUMABLE,
+        SweepOptions,
+        check_resume,
+        resume_settings,
+        sweep_settings,
+        write_settings,
+    )
     opts = dict(space="smoke", budget="smoke")
     write_settings(str(tmp_path), sweep_settings(SweepOptions(**opts)))
     check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts)))
-    check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=2, max_concurrent=2)))  # the defaults
+    check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=4, max_concurrent=1)))  # applied
     with pytest.raises(ValueError) as err:
         check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=4, seed=3)))
     message = str(err.value)
-    assert "--trials 2, --seed 0" in message and "--trials 4, --seed 3" in message and "\n" not in message
+    assert "started with --seed 0;" in message and "asks for --seed 3," in message and "\n" not in message
     assert "--name" in message and "--fresh" in message
     changed = SweepOptions(**opts, objectives=("fid", "images_per_s"), overrides=(("steps", 40),))
     with pytest.raises(ValueError, match="--objectives fid,images_per_s, --set steps=40"):
         check_resume(str(tmp_path), sweep_settings(changed))
+    with pytest.raises(ValueError, match="holds a sweep of --trials 2; --trials 1 cannot take trials back"):
+        check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=1)))
+    edited = {**sweep_settings(SweepOptions(**opts)), "search_params": {"beta": "in [0.5, 0.9] step 0.05"}}
+    write_settings(str(tmp_path), edited)  # the space's code changed since the sweep started
+    with pytest.raises(ValueError, match=r"started with searched parameters beta in \[0.5, 0.9\] step 0.05; "
+                                         r"this command asks for searched parameters beta in \[0.5, 0.95\]"):
+        check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts)))
+    # a resume without --trials / --max-concurrent keeps the raised values; a sweep started before
+    # resumes applied them still refuses a change
+    write_settings(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=5, max_concurrent=1)))
+    kept = resume_settings(str(tmp_path), SweepOptions(**opts))
+    assert (kept["trials"], kept["max_concurrent"]) == (5, 1)
+    old = {k: v for k, v in sweep_settings(SweepOptions(**opts)).items() if k not in (RESUMABLE, "search_params")}
+    write_settings(str(tmp_path), old)
+    with pytest.raises(ValueError, match="started with --trials 2; this command asks for --trials 3"):
+        check_resume(str(tmp_path), sweep_settings(SweepOptions(**opts, trials=3)))
     # through the CLI: exit 2, one line, nothing started (no Ray, no MLflow store)
     env = _env(tmp_path, shared_cache_dir)
-    result = subprocess.run(_search("--sweep-dir", str(tmp_path), "--max-concurrent", "1"), cwd=ROOT, env=env,
+    result = subprocess.run(_search("--sweep-dir", str(tmp_path), "--seed", "5"), cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1 and "--max-concurrent 2" in lines[0], result.stderr
+    assert result.returncode == 2 and len(lines) == 1 and "--seed 0" in lines[0], result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
@@ -143,8 +169,10 @@ def test_every_named_space_validates_and_builds_trial_configs():
 
 
 def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
-    """`ray start --head` on loopback + the driver with --address: the whole smoke space."""
-    env = _env(tmp_path, shared_cache_dir)
+    """`ray start --head` on loopback + the driver with --address: the whole smoke space.  Fake
+    credentials in the environment (RAY_AUTH_TOKEN the cluster's real one) reach no record."""
+    from secrets_check import FAKE_SECRETS, check_no_secrets
+    env = {**_env(tmp_path, shared_cache_dir), **FAKE_SECRETS}
     port = 6399
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
@@ -201,6 +229,10 @@ def test_sweep_on_a_ray_head_end_to_end(tmp_path, shared_cache_dir):
     assert sorted(list(t.intermediate_values.values())[-1] for t in pruned) == sorted(
         search.filter(pl.col("status") == "stopped")["fid_k_last"].to_list())
     assert all(t.intermediate_values.get(10) is not None for t in told + pruned)
+    scanned = check_no_secrets([sweep_dir, tmp_path / "runs", tmp_path / "mlflow.db"],
+                               {"driver output": result.stdout + result.stderr, "ray start": start.stdout + start.stderr},
+                               client, [parent.info.run_id, *(r.info.run_id for r in children)], tmp_path / "downloaded")
+    assert scanned > 100  # trial dirs, checkpoints, Tune's state, reports, artifacts
 
 
 def _wait_for(predicate, timeout, proc, what):
@@ -214,21 +246,24 @@ def _wait_for(predicate, timeout, proc, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
+def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir, capsys, monkeypatch):
     env = _env(tmp_path, shared_cache_dir)
     sweep_dir = tmp_path / "sweep"
     # longer trials and one at a time so the kills land mid-run
-    cmd = _search("--sweep-dir", str(sweep_dir), "--set", "steps=60", "--set", "ckpt_every=10",
-                  "--set", "eval_every=30", "--max-concurrent", "1", "--num-cpus", "2")
+    same = ("--sweep-dir", str(sweep_dir), "--set", "steps=60", "--set", "ckpt_every=10", "--set", "eval_every=30")
+    cmd = _search(*same, "--max-concurrent", "1", "--num-cpus", "2")
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        # 1) kill -9 the training process of the first trial once it has a checkpoint
+        # 1) SIGTERM (a spot preemption) the training process of the first trial a few steps past its
+        #    step-20 checkpoint: it finishes the step in flight, checkpoints that step, exits; Tune retries it
         ckpt = lambda: glob.glob(str(sweep_dir / "trials" / "*" / "checkpoints" / "step_0000020" / "COMPLETE"))
         _wait_for(ckpt, 600, proc, "the first checkpoint")
         victim_dir = os.path.dirname(os.path.dirname(os.path.dirname(ckpt()[0])))
+        _wait_for(lambda: last_logged_step(victim_dir) >= 23, 600, proc, "steps past the checkpoint")
+        signalled_at = last_logged_step(victim_dir)
         pid = int(open(os.path.join(victim_dir, "worker.pid")).read())
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGTERM)
         # 2) once that trial has finished (after its retry), kill the driver mid-sweep
         _wait_for(lambda: os.path.exists(os.path.join(victim_dir, "metrics.json")), 600, proc,
                   "the killed trial to finish after its retry")
@@ -244,20 +279,44 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir):
                    capture_output=True, timeout=120)
     finished_before = {p: os.path.getmtime(p) for p in _finished_trials(sweep_dir)}
     assert finished_before, "no trial had finished before the driver was killed"
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    # the resume cannot change the objectives (one line, nothing started), but it takes one more
+    # trial than the sweep started with, two at a time
+    from platform.search import main as search_main
+    capsys.readouterr()
+    assert search_main(["smoke", "--budget", "smoke", *same, "--objectives", "fid,images_per_s"]) == 2
+    refused = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(refused) == 1 and "--objectives fid; this command asks for --objectives fid,images_per_s" in refused[0]
+    more = _search(*same, "--trials", "3", "--max-concurrent", "2", "--num-cpus", "2")
+    result = subprocess.run(more, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "resuming phase" in result.stdout
+    assert "resuming phase" in result.stdout and "search: 3/3 trials done" in result.stdout
     # finished trials were not re-run
     for path, mtime in finished_before.items():
         assert os.path.getmtime(path) == mtime, f"{path} was re-run"
     import polars as pl
     table = pl.read_csv(sweep_dir / "trials.csv")
-    assert table.height == 3 and set(table["status"]) <= {"finished", "stopped"}
-    client, _, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
-    assert len(children) == 3  # no duplicate MLflow runs for restarted trials
+    assert table.height == 4 and set(table["status"]) <= {"finished", "stopped"}
+    assert table.filter(pl.col("phase") == "search").height == 3
+    import optuna
+    study = optuna.load_study(study_name="smoke-smoke", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna_journal.log"))))
+    assert len(study.trials) == 3  # exactly one more Optuna trial
+    client, parent, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")
+    assert len(children) == 4  # no duplicate MLflow runs for restarted trials
+    from sweep_checks import check_parent_run, check_trial_runs
+    check_trial_runs(client, children, table, eval_every=30)
+    check_parent_run(client, parent, table, search_trials=3, baseline_trials=1)
     resumed = {r.info.run_name: client.get_metric_history(r.info.run_id, "resumed_from_step") for r in children}
     victim = os.path.basename(victim_dir)
-    assert resumed[victim] and resumed[victim][0].value >= 20  # retried from its checkpoint, not from scratch
+    # retried from the step SIGTERM arrived at (its step in flight finished), not from step 20, and bit-exactly
+    (step, seconds), = preemptions(open(tmp_path / "first.log").read())
+    print(f"SIGTERM at step {signalled_at}: checkpoint of step {step} written {seconds} s after the signal")
+    assert step >= signalled_at > 20 and [m.value for m in resumed[victim]] == [step]
+    for name, value in {"DTR_CACHE_DIR": str(shared_cache_dir), "DS_ACCELERATOR": "cpu"}.items():
+        monkeypatch.setenv(name, value)
+    for name in DIST_ENV:
+        monkeypatch.delenv(name, raising=False)  # what train() sets here is removed again afterwards
+    check_exact_resume(victim_dir, str(tmp_path / "reference"), resumed_at=step)
     # the loss trajectory of every trial is one unbroken sequence of steps up to where it ended
     last_step = dict(zip(table["run_dir"].map_elements(os.path.basename, return_dtype=pl.Utf8), table["step"]))
     for run in children:

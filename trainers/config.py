@@ -36,6 +36,7 @@ class RunConfig:
     model: str = "DiT-T/2"
     learn_sigma: bool = True
     class_cond: bool = True
+    text_encoder: str = "minilm"  # text models ("DiT-B/2-text"): minilm (offline) / clip-l14 / clip-b32
     # -- routing (the paper's names: beta = activation ratio, alpha = shift power)
     routing: str = "none"
     beta: float = 0.8
@@ -43,6 +44,7 @@ class RunConfig:
     routing_clusters: int = 4
     routing_cluster_method: str = "equal"
     routing_seed: int = 0
+    roaming_every: int = 100  # MaxRoaming (routing="maxroaming"): steps between re-draws of the masks
     experts: int = 3  # Switch-DiT (routing="learned"): E linear experts per block
     top_k: int = 2  # Switch-DiT: experts each sample uses per block
     prior_weight: float = 1.0  # Switch-DiT: weight of the diffusion-prior (JS) loss
@@ -53,8 +55,10 @@ class RunConfig:
     p2_k: float = 1.0
     uw_clusters: int = 8
     uw_lr: float = 0.025
-    # timestep | snr | equal: how ANT-UW's K clusters are found; "timestep" = DTR App. C (8 equal intervals)
+    # timestep | snr | equal | affinity: how ANT-UW's K clusters are found; "timestep" = DTR App. C (8 equal
+    # intervals); "affinity" clusters the measured task-affinity matrix of uw_affinity_file (python -m platform.affinity)
     uw_cluster_method: str = "timestep"
+    uw_affinity_file: str = ""
     # -- diffusion
     schedule: str = "linear"
     num_timesteps: int = 1000
@@ -102,7 +106,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.routing_spec()  # validates routing fields
         _one_of("weighting", self.weighting, WEIGHTINGS)
-        _one_of("uw_cluster_method", self.uw_cluster_method, ("snr", "timestep", "equal"))
+        _one_of("uw_cluster_method", self.uw_cluster_method, ("snr", "timestep", "equal", "affinity"))
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("sampler", self.sampler, SAMPLERS)
         _positive("steps", self.steps, allow_zero=True)
@@ -149,7 +153,8 @@ class RunConfig:
             parts.append("vanilla")
         else:
             parts.append({"dtr": "DTR", "random": "R-TR", "cdtr": "CDTR", "ercdt": "ERCDT",
-                          "learned": "Switch-DiT", "learned_window": "learned window"}.get(
+                          "learned": "Switch-DiT", "learned_window": "learned window",
+                          "maxroaming": "MaxRoaming"}.get(
                 self.routing, self.routing))
         if self.multi_expert_n > 1:
             parts.append(f"{self.multi_expert_n} experts")

@@ -7,7 +7,9 @@ package, which imports these tables): ``DiT-{size}/{patch}`` and the ADM UNet na
 """
 from __future__ import annotations
 
+from trainers.data.captioned import CAPTIONED_DATASETS as CAPTIONED
 from trainers.routing.spec import LEARNED_KINDS
+from trainers.text.encoders import ENCODERS
 
 # name -> (depth, hidden size, heads), docs/architecture.md; "T" is a tiny CPU size for laptops and tests
 DIT_SIZES = {"T": (4, 128, 4), "S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
@@ -21,8 +23,13 @@ def dit_names() -> list[str]:
     return [f"DiT-{size}/{p}" for size in DIT_SIZES for p in DIT_PATCHES[size]]
 
 
+def text_dit_names() -> list[str]:
+    """Text-conditional DiTs (docs/text_conditional.md): ``DiT-{size}/{patch}-text``."""
+    return [f"{name}-text" for name in dit_names()]
+
+
 def model_names() -> list[str]:
-    return [*dit_names(), *ADM_LEVELS]
+    return [*dit_names(), *text_dit_names(), *ADM_LEVELS]
 
 
 def check_config(cfg) -> None:
@@ -31,6 +38,7 @@ def check_config(cfg) -> None:
     _check_routing(cfg)
     _check_batches(cfg)
     _check_ant_uw(cfg)
+    _check_text(cfg)
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
     if not 1 <= cfg.sample_steps <= cfg.num_timesteps:
@@ -45,8 +53,8 @@ def _check_model(cfg) -> None:
     name = cfg.model
     if name in ADM_LEVELS:
         grid = 2 ** (ADM_LEVELS[name] - 1)
-    elif name in dit_names():
-        grid = int(name.rpartition("/")[2])
+    elif name in dit_names() or name in text_dit_names():
+        grid = int(name.removesuffix("-text").rpartition("/")[2])
     else:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
     if cfg.image_size < 1 or cfg.image_size % grid:
@@ -60,13 +68,32 @@ def _check_routing(cfg) -> None:
     if kind in ("cdtr", "ercdt") and cfg.routing_clusters > cfg.num_timesteps:
         raise ValueError(f"routing_clusters={cfg.routing_clusters} must be <= num_timesteps={cfg.num_timesteps} "
                          f"({kind} gives each cluster at least one timestep)")
-    if kind == "ercdt" and cfg.model in dit_names():
+    if kind == "ercdt" and (cfg.model in dit_names() or cfg.model in text_dit_names()):
         hidden = DIT_SIZES[cfg.model[4:].partition("/")[0]][1]
         if cfg.routing_clusters > hidden - hidden // 2:
             raise ValueError(f"routing_clusters={cfg.routing_clusters} must be <= {hidden - hidden // 2} for ercdt "
                              f"on {cfg.model} (each cluster needs its own channel segment)")
     if kind == "learned_window" and cfg.num_timesteps < 2:
         raise ValueError("routing 'learned_window' needs num_timesteps >= 2")
+    if cfg.roaming_every < 1:
+        raise ValueError(f"roaming_every must be >= 1 (steps between MaxRoaming's re-draws), got {cfg.roaming_every}")
+
+
+def _check_text(cfg) -> None:
+    """Text models train on captions (a captioned set, or a latent cache of one), and captions need a text model."""
+    if cfg.text_encoder not in ENCODERS:
+        raise ValueError(f"text_encoder must be one of {tuple(ENCODERS)}, got {cfg.text_encoder!r}")
+    text = cfg.model in text_dit_names()
+    if text and cfg.dataset not in (*CAPTIONED, "latents"):
+        raise ValueError(f"{cfg.model} is text-conditional: train it on captioned data ({', '.join(CAPTIONED)}, "
+                         f"or latents of one), not dataset={cfg.dataset!r}")
+    if text and cfg.multi_expert_n > 1:
+        raise ValueError("multi_expert_n > 1 (the multi-expert baseline) is implemented for class-conditional "
+                         "models only, not for text models")
+    if not text and cfg.dataset in CAPTIONED:
+        hint = f"{cfg.model}-text" if cfg.model in dit_names() else "DiT-T/4-text"
+        raise ValueError(f"dataset {cfg.dataset!r} holds captions: train a text model on it (e.g. {hint}), "
+                         f"not {cfg.model}")
 
 
 def _check_batches(cfg) -> None:
@@ -93,3 +120,6 @@ def _check_ant_uw(cfg) -> None:
         raise ValueError(f"uw_clusters={cfg.uw_clusters} must be <= the {span} timesteps of {where}")
     if cfg.weighting == "ant_uw" and cfg.uw_lr <= 0:
         raise ValueError(f"uw_lr must be > 0, got {cfg.uw_lr}")
+    if cfg.uw_cluster_method == "affinity":  # the file's metadata only: its T must be the run's
+        from trainers.diffusion.affinity import check_affinity_file
+        check_affinity_file(cfg.uw_affinity_file, cfg.num_timesteps)

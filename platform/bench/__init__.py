@@ -9,6 +9,7 @@ with noise bands from the repeats (no hand-picked tolerances)::
     python -m platform.bench --suite quality       # FID-k of vanilla and DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
     python -m platform.bench --suite gpu           # one GPU: bf16 DiT img/s, MFU, DTR cost (torch + numpy only)
+    python -m platform.bench --suite faults        # SIGTERM -> checkpoint, 200-trial sweep overhead, MLflow stores
 
 What a worker would run lives in ``trainers/bench``: the cases (``cases.py``), the interleaved
 timing and its runners (``measure.py``, ``steps.py``) and the fresh-process launches
@@ -20,6 +21,7 @@ timing and its runners (``measure.py``, ``steps.py``) and the fresh-process laun
     speed.py      the speed suite: runners timed interleaved -> ratio and absolute metrics
     efficiency.py the laptop preset's step: images/s, model FLOP/s (per core), matmul peak, MFU,
                   reduced-precision / fp32 step-time ratio
+    mtl.py        the laptop preset's step with ANT's PCGrad / Nash-MTL over vanilla weighting
     processes.py  fresh processes: start-up of a training process, import deepspeed + init
     quality.py    the quality suite: trainers.training.run.train per case and seed -> FID-k
     gate.py       noise bands, the baseline comparison, the <= 2% routing-cost claim
@@ -29,6 +31,12 @@ timing and its runners (``measure.py``, ``steps.py``) and the fresh-process laun
     history.py    runs/bench/history.jsonl, one line per invocation (reports.bench_history: its frame)
     provenance.py git commit and host of a run
     gpu.py        --suite gpu: trainers/bench/gpu_check.py's table and JSON (docs/benchmarks.md)
+    faults.py     --suite faults: its cases, their lines and JSON record (docs/benchmarks.md, "Faults")
+    preempt.py    SIGTERM -> checkpoint -> exit of a training process at the laptop / paper-sim sizes
+    scale.py      a 200-trial sweep of the ``trivial`` budget: driver overhead per trial, journal size
+    tracking_store.py  MLflow servers on sqlite / PostgreSQL (+ basic-auth) under 8 and 32 writers
+    tracking_writer.py one writer process of that case: logs like a trial, times every request
+    postgres.py   a throw-away PostgreSQL server on loopback (initdb / pg_ctl)
 
 Exit status: 0 ok, 1 regression, 2 could not run.  Every invocation is one run in the MLflow
 experiment ``benchmarks`` (trainers.training.tracking.MlflowRun) and one line of

@@ -5,6 +5,7 @@ the committed baseline.  Run from the repository root.
     python -m platform.bench --suite all                  # + FID-k of vanilla/DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
     python -m platform.bench --suite gpu                  # bf16 DiT-B/2, DiT-L/2 img/s, MFU, DTR ratio (1 GPU)
+    python -m platform.bench --suite faults               # preemption, 200-trial sweep, tracking stores
 
 This module is only the command line around :func:`platform.bench.run.run_bench`; the modules
 are listed in platform/bench/__init__.py, the cases and the timing live in trainers/bench.
@@ -22,6 +23,8 @@ exit status:
   2  bad arguments or the bench could not run
   --suite gpu: 0 every target passed, 1 a target failed (MFU of DiT-B/2 >= 40 %, DTR/vanilla step time
   <= 1.01), 2 no CUDA device (use --device cpu --tiny for the smoke path) or a crash
+  --suite faults: 0 every case ran and passed (preemption: exit within 30 s of SIGTERM), 1 a target failed,
+  2 a case could not run (e.g. no PostgreSQL for the tracking case: one line each)
 
 gated metrics are ratios measured in the same interleaved rounds (dtr_step_ratio = t_dtr / t_vanilla,
 laptop_precision_step_ratio = t(bf16 autocast) / t(fp32), ...); absolute numbers (milliseconds, start-up
@@ -41,11 +44,13 @@ runs/mlflow.db), a line in runs/bench/history.jsonl (reports.bench_history.histo
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m platform.bench", description=__doc__.split("\n\n")[0],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=("speed", "quality", "all", "gpu"), default="speed",
+    p.add_argument("--suite", choices=("speed", "quality", "all", "gpu", "faults"), default="speed",
                    help="speed: step-time ratios, sampling and FID time (minutes); quality: FID-k of "
                         "vanilla and DTR after short training runs, 3 seeds (long); all: both; gpu: bf16 "
                         "training img/s, MFU against a GEMM peak, DTR/vanilla step time and sampling img/s of "
-                        "DiT-B/2 and DiT-L/2 on one GPU (< 5 min; needs only torch and numpy)")
+                        "DiT-B/2 and DiT-L/2 on one GPU (< 5 min; needs only torch and numpy); faults: SIGTERM "
+                        "-> checkpoint time, a 200-trial sweep's driver overhead and journal, MLflow stores under "
+                        "8/32 writers (--cases preemption,sweep,tracking; platform/bench/faults.py)")
     p.add_argument("--scale", choices=("full", "tiny"), default="full",
                    help="full: the real suite (DiT-S/2 training steps; gpu: DiT-B/2, DiT-L/2); tiny: test size "
                         "(DiT-T/4, a few images)")
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "gpu":  # before anything of the other suites is imported: torch and numpy only
         from platform.bench.gpu import run_gpu_suite
         return run_gpu_suite(args)
+    if args.suite == "faults":  # its own cases and record (platform/bench/faults.py)
+        from platform.bench.faults import run_faults_suite
+        return run_faults_suite(args)
     from platform.bench.options import DEFAULT_BASELINE, BenchOptions
     from platform.bench.run import run_bench
     try:

@@ -9,6 +9,7 @@ import statistics
 
 from platform.bench.gate import CLAIM_LIMIT, FASTER, REGRESSION
 from platform.bench.judge import BenchResult
+from platform.bench.mtl import mtl_lines
 from platform.bench.options import BenchOptions
 from trainers.bench import cases as C
 
@@ -64,7 +65,7 @@ def print_report(result: BenchResult, opts: BenchOptions, say, wall: float) -> N
         say("step-time overhead vs vanilla (same rounds): " + ", ".join(
             f"{C.ROUTED.get(st.name[:-len('_step_ratio')], st.name)} {st.mean - 1:+.2%} (± {st.band:.2%})"
             for st in step_ratios))
-    for line in efficiency_lines(by_name):
+    for line in efficiency_lines(by_name) + mtl_lines(by_name):
         say(line)
     if result.claims:
         say(f"claim: routing (DTR, R-TR) adds <= {CLAIM_LIMIT - 1:.0%} step time at DiT-S/2 on CPU "

@@ -8,8 +8,8 @@ Metrics (all lower-is-better; ``<case>`` is dtr, rtr, switch):
   fid_per_vanilla_step          t(FID of 2k samples) / t_step(vanilla), per round    gated
   calib_ms, step_ms_<case|vanilla>, sample_ms_per_image, fid_ms   absolute, reported (gated
                                 with --gate-absolute: only meaningful on the baseline's machine)
-  the laptop preset's step, MFU and precision ratio: efficiency.py; fresh processes (start-up,
-  DeepSpeed init): processes.py
+  the laptop preset's step, MFU and precision ratio: efficiency.py; PCGrad / Nash-MTL vs vanilla: mtl.py;
+  fresh processes (start-up, DeepSpeed init): processes.py
 Ratios to quantities timed in the same round are what make the gate usable on a shared,
 noisy machine: a slower (or busier) box shifts the absolute times, not the ratios.
 """
@@ -19,6 +19,7 @@ import time
 
 from platform.bench.efficiency import efficiency_stats
 from platform.bench.gate import Stat, ratio_values
+from platform.bench.mtl import mtl_stats
 from platform.bench.options import Plan
 from trainers.bench import cases as C
 
@@ -91,4 +92,5 @@ def speed_stats(speed_cases, times: dict[str, list[float]], conditions: dict,
         elif isinstance(case, C.FidCase):
             absolute.append(Stat("fid_ms", _ms(t), "ms", False, fp[case.name], case.describe()))
             per_vanilla("fid_per_vanilla_step", case, t, "FID evaluation time / vanilla step time")
-    return ratios + absolute + efficiency_stats(speed_cases, times, info or {}, conditions)
+    return ratios + absolute + efficiency_stats(speed_cases, times, info or {}, conditions) + mtl_stats(
+        speed_cases, times, conditions)

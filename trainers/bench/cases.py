@@ -20,6 +20,9 @@ Speed cases (interleaved round-robin, see measure.py):
                  AVX512-BF16 CPUs); laptop_fp32 the same steps in fp32 (laptop_auto, in ``auto``,
                  when the preset itself runs fp32); peak a square GEMM in the preset's precision
                  (the machine's matmul peak for the MFU)
+  mtl_vanilla    a training step of the laptop preset's model at micro-batch 32 (fp32, one micro-batch a
+  pcgrad         step) with vanilla weighting, and the same step with ANT's PCGrad / Nash-MTL over 8
+  nash_mtl       timestep clusters (trainers/training/gradient_combination.py): their cost ratios (full scale)
 Fresh processes (launched one after the other, not interleaved; see startup.py):
   startup        ``python -m trainers.train --preset laptop --steps 1 ...``: launch -> first step, and
                  the process's whole wall time
@@ -151,6 +154,46 @@ class PresetStepCase:
 
 
 @dataclass(frozen=True)
+class MtlStepCase:
+    """A training step of ``preset``'s model (one micro-batch a step, random data of its dataset's
+    shape, fp32) with loss weighting ``weighting``: vanilla, or ANT's PCGrad / Nash-MTL over
+    ``uw_clusters`` timestep clusters (combined by trainers.training.gradient_combination)."""
+
+    name: str
+    weighting: str
+    preset: str
+    model: str
+    dataset: str
+    image_size: int
+    micro_batch: int
+    uw_clusters: int = 8
+    precision: str = "fp32"
+    steps_per_round: int = 1
+    group: tuple[str, ...] = ()        # measured together: vanilla and the two combinations
+    seed: int = 0
+    kind: str = "mtl_step"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return self.group
+
+    def describe(self) -> str:
+        return (f"{self.preset} preset: {self.model} train step, {self.weighting} over {self.uw_clusters} clusters, "
+                f"micro-batch {self.micro_batch} x {self.image_size}px {self.dataset}, {self.precision}")
+
+
+def mtl_cases(preset: str, *, micro_batch: int | None = None) -> tuple:
+    """``preset``'s step (model, data shape, micro-batch read from trainers.presets) with vanilla
+    weighting, PCGrad and Nash-MTL: the per-step cost of ANT's gradient combination."""
+    from trainers.presets import preset_config
+    cfg = preset_config(preset)
+    group = ("mtl_vanilla", "pcgrad", "nash_mtl")
+    step = {"preset": preset, "model": cfg.model, "dataset": cfg.dataset, "image_size": cfg.image_size,
+            "micro_batch": micro_batch or cfg.micro_batch, "group": group}
+    return tuple(MtlStepCase(name, weighting, **step) for name, weighting in zip(group, ("vanilla", *group[1:])))
+
+
+@dataclass(frozen=True)
 class PeakCase:
     """A square GEMM in the precision of ``preset``: the matmul peak the MFU divides by."""
 
@@ -208,7 +251,7 @@ class DsInitCase:
 
 
 Case = (TrainStepCase | SampleCase | FidCase | CalibCase | QualityCase | PresetStepCase | PeakCase | StartupCase
-        | DsInitCase)
+        | DsInitCase | MtlStepCase)
 PROCESS_CASES = (StartupCase, DsInitCase)   # fresh processes, launched one by one (not interleaved)
 
 
@@ -250,11 +293,15 @@ class Suite:
 
 
 def _efficiency(scale: str) -> tuple:
-    """The laptop preset's step in its own precision and in fp32, the matmul peak, the fresh processes."""
+    """The laptop preset's step in its own precision and in fp32, the matmul peak, its step with PCGrad and
+    Nash-MTL, the fresh processes."""
     full = scale == "full"
     launches = 3 if full else 1
+    # PCGrad / Nash-MTL at half the laptop micro-batch (32: the case stays under 2 minutes; the ratios
+    # measured 8.0 / 7.3 at 64 and 7.4 / 7.6 at 32 in one check); full scale only (tests: test_bench_mtl.py)
+    mtl = mtl_cases("laptop", micro_batch=32) if full else ()
     return (*efficiency_cases("laptop", micro_batch=None if full else 8, peak_repeats=3 if full else 2),
-            StartupCase(launches=launches), DsInitCase(launches=launches),
+            *mtl, StartupCase(launches=launches), DsInitCase(launches=launches),
             DsInitCase("dsinit_jit", declared_ops=False, launches=1))
 
 

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import torch
 
-from trainers.bench.cases import CalibCase, FidCase, PeakCase, PresetStepCase, SampleCase, TrainStepCase
+from trainers.bench.cases import CalibCase, FidCase, MtlStepCase, PeakCase, PresetStepCase, SampleCase, TrainStepCase
 from trainers.bench.steps import PresetStepRunner, TrainStepRunner
 
 CLOCKS = ("cpu", "wall")
@@ -212,6 +212,9 @@ class FidRunner:
 
 
 def build_runner(case, device: torch.device, engine: str = "deepspeed") -> Runner:
+    if isinstance(case, MtlStepCase):
+        from trainers.bench.mtl_steps import MtlStepRunner
+        return MtlStepRunner(case, device, engine)
     if isinstance(case, TrainStepCase):
         return TrainStepRunner(case, device, engine)
     if isinstance(case, PresetStepCase):

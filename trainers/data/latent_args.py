@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"  # trainers.data.vae.DEFAULT_VAE (kept torch-free here)
-SOURCE_KINDS = ("imagenet_folder", "image_folder", "fashion_mnist", "mnist", "digits")
+SOURCE_KINDS = ("imagenet_folder", "image_folder", "fashion_mnist", "mnist", "digits", "coco_captions")
 
 
 def add_encode_arguments(parser: argparse.ArgumentParser) -> None:

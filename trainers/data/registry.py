@@ -8,12 +8,14 @@ Names: ``fashion_mnist`` (the embedded default), ``mnist``, ``digits`` (scikit-l
 digits, if sklearn is installed), ``image_folder`` (FFHQ-style: every image under ``root``,
 unconditional), ``imagenet_folder`` (one sub-folder per class, labels = sorted folder names)
 and ``latents`` (a VAE latent cache directory, :mod:`trainers.data.latent_cache`, built by
-``python -m platform.prepare latents``).
+``python -m platform.prepare latents``); ``fashion_mnist_captions`` and ``coco_captions`` (MS-COCO
+2014) give caption ids as ``y`` (:mod:`trainers.data.captioned`, for text-conditional models).
 """
 from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from trainers.data.captioned import CAPTIONED_DATASETS, build_captioned
 from trainers.data.latent_cache import LatentDataset, read_latent_meta
 from trainers.data.pixel_datasets import (
     ArrayImageDataset,
@@ -23,12 +25,13 @@ from trainers.data.pixel_datasets import (
     load_idx_dataset,
 )
 
-DATASET_NAMES = ("fashion_mnist", "mnist", "digits", "image_folder", "imagenet_folder", "latents")
+DATASET_NAMES = ("fashion_mnist", "mnist", "digits", "image_folder", "imagenet_folder", "latents", *CAPTIONED_DATASETS)
 
 
 def _canonical(name: str) -> str:
     key = name.strip().lower().replace("-", "_")
-    key = {"fashionmnist": "fashion_mnist", "imagenet": "imagenet_folder", "ffhq": "image_folder"}.get(key, key)
+    key = {"fashionmnist": "fashion_mnist", "imagenet": "imagenet_folder", "ffhq": "image_folder",
+           "coco": "coco_captions"}.get(key, key)
     if key not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
     return key
@@ -43,6 +46,8 @@ def dataset_info(name: str, root: str | None = None) -> tuple[int, int]:
     key = _canonical(name)
     if key in ("fashion_mnist", "mnist", "digits"):
         return 1, 10
+    if key in CAPTIONED_DATASETS:  # conditioned on captions, not classes
+        return (1 if key == "fashion_mnist_captions" else 3), 1
     if key == "image_folder":
         return 3, 1
     if key == "imagenet_folder":
@@ -72,6 +77,9 @@ def build_dataset(name: str, *, root: str | None = None, image_size: int = 32, s
         images, labels = digits_arrays(split)
         return ArrayImageDataset(images, labels, image_size=image_size, random_flip=random_flip,
                                  seed=seed, name=key)
+    if key in CAPTIONED_DATASETS:
+        return build_captioned(key, root=root, image_size=image_size, split=split, random_flip=random_flip,
+                               seed=seed, download=download)
     if key in ("image_folder", "imagenet_folder"):
         return ImageFolderDataset(root, image_size=image_size, labelled=(key == "imagenet_folder"),
                                   random_flip=random_flip, skip_corrupt=skip_corrupt, seed=seed)

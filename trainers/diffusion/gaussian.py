@@ -92,6 +92,7 @@ class GaussianDiffusion:
         if betas.numel() < 1 or not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("betas must be non-empty and in (0, 1]")
         self.learn_sigma = bool(learn_sigma)
+        self._device_tables: dict = {}  # (id(table), cuda device) -> the table on that device
         self.num_timesteps = int(betas.numel())
         self.betas = betas
         self.log_betas = torch.log(betas)
@@ -117,10 +118,19 @@ class GaussianDiffusion:
         self.fixed_large_log_variance = torch.log(torch.cat([first, betas[1:]]))
 
     # -- lookup -------------------------------------------------------------------------
-    @staticmethod
-    def _extract(arr: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """arr[t] cast to ``like``'s dtype/device, shaped (N, 1, ..., 1) for broadcasting."""
-        out = arr[t.detach().to("cpu", torch.long)].to(device=like.device, dtype=like.dtype)
+    def _extract(self, arr: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """arr[t] cast to ``like``'s dtype/device, shaped (N, 1, ..., 1) for broadcasting.
+
+        On CUDA the float64 table is indexed on the GPU (a copy per device, made once), so a
+        lookup never waits for the device; the values equal the CPU lookup's exactly."""
+        if t.device.type == "cuda":
+            key = (id(arr), t.device)
+            table = self._device_tables.get(key)
+            if table is None:
+                table = self._device_tables[key] = arr.to(t.device)
+            out = table[t.detach().long()].to(device=like.device, dtype=like.dtype)
+        else:
+            out = arr[t.detach().to("cpu", torch.long)].to(device=like.device, dtype=like.dtype)
         return out.view(-1, *([1] * (like.dim() - 1)))
 
     # -- forward process ----------------------------------------------------------------

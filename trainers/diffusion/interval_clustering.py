@@ -172,9 +172,15 @@ def intervals_cost(cost: np.ndarray, intervals: Sequence[tuple[int, int]]) -> fl
     return float(sum(cost[l, r] for l, r in intervals))
 
 
-def interval_clusters(values: Sequence[float] | np.ndarray, k: int) -> Intervals:
+def interval_clusters(values: Sequence[float] | np.ndarray, k: int, method: str = "l1") -> Intervals:
     """Optimal k contiguous intervals minimising the L1 deviation from each
-    interval's median (ANT's SNR-/timestep-based clustering)."""
+    interval's median (ANT's SNR-/timestep-based clustering); ``method="affinity"``:
+    ``values`` is an (n, n) task-affinity matrix and the cost is the affinity cost
+    (a binned matrix gives bin intervals: trainers/diffusion/affinity.py maps them to timesteps)."""
+    if method == "affinity":
+        return interval_clusters_affinity(values, k)
+    if method != "l1":
+        raise ValueError(f"method must be 'l1' or 'affinity', got {method!r}")
     v = _as_1d(values)
     _check_k(k, v.size)
     return solve_intervals(l1_cost_matrix(v), k)

@@ -1,5 +1,5 @@
 """What a finished run leaves in its directory (and in MLflow): metrics.json, samples.png,
-routing_mask.png."""
+routing_mask.png, and for Switch-DiT expert_usage.json (trainers/models/expert_usage.py)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ import torch
 
 from trainers.config import RunConfig
 from trainers.files import atomic_write_json
+from trainers.models.expert_usage import write_expert_usage
 
 
 def save_sample_grid(samples: torch.Tensor, path: str, n: int = 64) -> str:
@@ -36,7 +37,8 @@ def save_mask_image(model: torch.nn.Module, path: str, title: str = "") -> str |
 
 
 def write_final_artifacts(cfg: RunConfig, result: dict, live_model, tracker) -> dict:
-    """metrics.json, samples.png, routing_mask.png in the run directory, logged to MLflow."""
+    """metrics.json, samples.png, routing_mask.png (and expert_usage.json) in the run directory, logged
+    to MLflow; ``live_model``: the model the final evaluation sampled with (the EMA weights)."""
     os.makedirs(cfg.run_dir, exist_ok=True)
     samples = result.pop("samples", None)
     paths = []
@@ -45,6 +47,9 @@ def write_final_artifacts(cfg: RunConfig, result: dict, live_model, tracker) -> 
     mask = save_mask_image(live_model, os.path.join(cfg.run_dir, "routing_mask.png"), cfg.label())
     if mask:
         paths.append(mask)
+    usage = write_expert_usage(live_model, cfg.run_dir)  # Switch-DiT: gates and top-k per timestep bin
+    if usage:
+        paths.append(usage)
     metrics_path = os.path.join(cfg.run_dir, "metrics.json")
     atomic_write_json(metrics_path, {"config": cfg.to_dict(), "label": cfg.label(), **result})
     paths.append(metrics_path)

@@ -6,6 +6,9 @@ the same ``n`` images whatever the world size, and the same noise at every FID-k
 Each rank turns its share into features (after decoding latents with the cache's VAE); rank 0
 gathers them in sample order and scores.  Every result carries ``fid_protocol``, the settings
 that make its FID comparable (sampler, steps, guidance, sample count, reference, features).
+A text-conditional model samples through trainers/text/conditioning.py: its label ``i`` is the
+``i``-th held-out caption (``i mod n``), CFG's null is the empty caption, FID's real side is the
+caption set's images, and a CLIP score is added where CLIP weights exist (trainers/text/clip_score.py).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from trainers.evaluation.feature_sets import get_feature_set
 from trainers.evaluation.latent_images import latent_decoder, reference_source
 from trainers.evaluation.metrics import reference, sample_features, score_features
 from trainers.precision import resolve_precision
+from trainers.text.clip_score import clip_summary, sample_clip_scores
+from trainers.text.conditioning import caption_reference, is_text_model, sampling_model, scoring_labels
 
 SAMPLE_SEED_OFFSET = 10_007
 GRID_SAMPLES = 64  # the first samples (by index) kept for samples.png
@@ -41,6 +46,7 @@ def generate_samples(model: torch.nn.Module, diffusion, cfg: RunConfig, n_or_ind
     """Samples (in [-1, 1] for pixel data; latents for latent data) and their labels, for sample
     indices ``n_or_indices`` (an int n means 0..n-1)."""
     device = device or next(model.parameters()).device
+    model = sampling_model(model, cfg)  # text models: held-out caption ids -> token embeddings
     indices = list(range(n_or_indices)) if isinstance(n_or_indices, int) else [int(i) for i in n_or_indices]
     run_seed = cfg.seed if seed is None else seed
     num_classes = model.num_classes
@@ -88,7 +94,8 @@ def _rank_share(model, diffusion, cfg: RunConfig, n: int, rank: int, world: int,
     images = decode(samples) if decode else samples
     feats, logits = sample_features(images, fs)
     grid = [(i, img) for i, img in zip(indices, images) if i < GRID_SAMPLES]
-    return {"indices": indices, "labels": labels.numpy(), "feats": feats.astype(np.float32),
+    clip = sample_clip_scores(model, cfg, images, labels, device)  # None unless a text run with CLIP weights
+    return {"indices": indices, "labels": labels.numpy(), "feats": feats.astype(np.float32), "clip": clip,
             "logits": None if logits is None else logits.astype(np.float32), "grid": grid,
             "sample_seconds": sample_seconds}
 
@@ -112,9 +119,10 @@ def evaluate_model(model, diffusion, cfg: RunConfig, n: int, *, rank: int = 0, w
     device = torch.device(device or next(model.parameters()).device)
     decode, decoder_name = latent_decoder(cfg, device) if cfg.dataset == "latents" else (None, None)
     ref_dataset, ref_root, ref_size = reference_source(cfg)
+    ref_dataset, ref_root, ref_split = caption_reference(ref_dataset, ref_root)  # captions: the set's images
     fs = get_feature_set(cfg.feature_set, ref_dataset, device, ref_root)
     if rank == 0:  # the reference first, so a bad reference fails before any sampling
-        ref = reference(ref_dataset, fs, "train", None, image_size=ref_size, data_root=ref_root, device=device)
+        ref = reference(ref_dataset, fs, ref_split, None, image_size=ref_size, data_root=ref_root, device=device)
     t0 = time.perf_counter()
     part = _rank_share(model, diffusion, cfg, n, rank, world, device, fs, decode)
     parts = _gather(part, rank, world)
@@ -122,14 +130,16 @@ def evaluate_model(model, diffusion, cfg: RunConfig, n: int, *, rank: int = 0, w
         return {}
     sample_seconds = max(p["sample_seconds"] for p in parts)  # the slowest rank's share
     merged = _merge(parts)
-    conditional = getattr(model, "num_classes", 1) > 1 and fs.name.startswith("domain")
-    scores = score_features(merged["feats"], merged["logits"], ref, labels=merged["labels"] if conditional else None)
+    conditional = (getattr(model, "num_classes", 1) > 1 or is_text_model(model)) and fs.name.startswith("domain")
+    labels = scoring_labels(cfg, model, merged["labels"]) if conditional else None  # text: the caption's class
+    scores = score_features(merged["feats"], merged["logits"], ref, labels=labels)
     reference_name = f"{ref_dataset}:{ref_root}" if ref_root else f"{ref_dataset}/train"
     result = {**scores, "feature_set": fs.name, "reference": reference_name,
               "fid_protocol": fid_protocol(cfg, n, fs.name, reference_name, scores["reference_n"], decoder_name),
               "precision_ran": resolve_precision(cfg.precision, device.type), "eval_world_size": world,
               "sample_seconds": sample_seconds, "sample_seconds_per_image": sample_seconds * world / n,
-              "metric_seconds": time.perf_counter() - t0 - sample_seconds}
+              "metric_seconds": time.perf_counter() - t0 - sample_seconds,
+              **clip_summary(model, cfg, [p["clip"] for p in parts], device)}
     if keep_samples and merged["grid"] is not None:
         result["samples"] = merged["grid"]
     return result

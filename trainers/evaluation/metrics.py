@@ -31,6 +31,9 @@ _MEMO: dict = {}
 def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance (float64), as clean-fid computes them."""
     feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim != 2 or feats.shape[0] < 2:
+        # one image has no covariance (NaN), and scipy's sqrtm of a NaN matrix can run for minutes
+        raise ValueError(f"FID needs at least 2 images on each side, got features of shape {feats.shape}")
     return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
 

@@ -11,7 +11,8 @@ row of the sample's timestep multiplies the output of the block's (input) GroupN
 anything reads it, and the block keeps its residual form ``out = skip(x) + Block(...)``. The mask
 has the GroupNorm's channel count C (for a decoder ResBlock that is the concatenation of the
 upsampled path and the skip), so every distinct C has its own table ``spec.mask_table(T, C, n_C)``:
-shared by the n_C blocks of that width for DTR / CDTR / ERCDT, one per block for R-TR. The
+shared by the n_C blocks of that width for DTR / CDTR / ERCDT, one per block for R-TR and MaxRoaming
+(whose tables trainers/routing/roaming.py re-draws in place during training). The
 tables are persistent buffers (``routing_tables.c{C}``); they add no parameters. The inner
 GroupNorm of a ResBlock (the scale-shift one) is not masked.
 
@@ -304,7 +305,7 @@ class ADMUNet(nn.Module):
             count[c] = count.get(c, 0) + 1
         device = next(self.parameters()).device
         if device.type == "meta":  # shape-only build (parameter counts): skip drawing the tables
-            return RoutingTables({c: torch.empty(n if spec.kind == "random" else 1, self.num_timesteps, c,
+            return RoutingTables({c: torch.empty(n if spec.kind in ("random", "maxroaming") else 1, self.num_timesteps, c,
                                                  device=device) for c, n in count.items()})
         with torch.device("cpu"):
             tables = {c: spec.mask_table(self.num_timesteps, c, n) for c, n in count.items()}

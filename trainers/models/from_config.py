@@ -15,4 +15,4 @@ def model_for(cfg: RunConfig) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
     return build_model(cfg.model, input_size=cfg.image_size, in_channels=channels,
                        num_classes=num_classes if cfg.class_cond else 1, learn_sigma=cfg.learn_sigma,
-                       routing=cfg.routing_spec(), num_timesteps=cfg.num_timesteps)
+                       routing=cfg.routing_spec(), num_timesteps=cfg.num_timesteps, text_encoder=cfg.text_encoder)

@@ -11,6 +11,7 @@ Kinds:
   random R-TR, the paper's negative baseline; seeded, one table per block
   cdtr   K contiguous timestep clusters, one DTR row per cluster (App. F)
   ercdt  half the channels shared, the other half split in K segments (App. F)
+  maxroaming  R-TR's tables re-drawn every ``roaming_every`` steps (App. F; roaming.py)
   learned         Switch-DiT: a per-block router makes a real-valued mask from E
                   zero-initialised linear experts gated by the timestep (§1.6);
                   ``experts`` (E), ``top_k`` (k), ``prior_weight`` (diffusion-prior loss weight)

@@ -10,11 +10,12 @@ import torch
 from trainers.diffusion.gaussian import GaussianDiffusion
 from trainers.diffusion.interval_clustering import equal_width_clusters, snr_clusters
 from trainers.routing.masks import cdtr_mask, dtr_mask, ercdt_mask, random_mask
+from trainers.routing.roaming import roaming_tables
 
-ROUTING_KINDS = ("none", "dtr", "random", "cdtr", "ercdt", "learned", "learned_window")
+ROUTING_KINDS = ("none", "dtr", "random", "cdtr", "ercdt", "learned", "learned_window", "maxroaming")
 LEARNED_KINDS = ("learned", "learned_window")
 CLUSTER_METHODS = ("equal", "snr")
-WINDOW_KINDS = ("dtr", "random", "cdtr")  # kinds whose rows read beta * C channels
+WINDOW_KINDS = ("dtr", "random", "cdtr", "maxroaming")  # kinds whose rows read beta * C channels
 
 
 def effective_routing_kind(kind: str, beta: float) -> str:
@@ -30,8 +31,8 @@ class RoutingSpec:
     ``clusters`` (K) and ``cluster_method`` matter only for cdtr/ercdt;
     ``cluster_method="snr"`` places the K bounds by interval clustering of the
     schedule's SNR (``schedule``), ``"equal"`` uses equal widths.
-    ``seed`` draws R-TR's tables (``random``) and Switch-DiT's slot orders of the prior matching
-    (``learned``).
+    ``seed`` draws R-TR's tables (``random``), MaxRoaming's tables of every period (``maxroaming``,
+    trainers/routing/roaming.py) and Switch-DiT's slot orders of the prior matching (``learned``).
     ``experts`` (E), ``top_k`` (k) and ``prior_weight`` matter only for ``learned`` (Switch-DiT).
     """
 
@@ -96,10 +97,13 @@ class RoutingSpec:
         return snr_clusters(np.asarray(snr), self.clusters)
 
     def mask_table(self, num_tasks: int, channels: int, depth: int) -> torch.Tensor | None:
-        """Masks of a ``depth``-block model: (1, T, C) when shared, (depth, T, C) for R-TR;
-        None for the plain model and for the learned kinds (their masks come from a module)."""
+        """Masks of a ``depth``-block model: (1, T, C) when shared, (depth, T, C) for R-TR and
+        MaxRoaming (its period-0 tables; the training loop re-draws them, roaming.py); None for the
+        plain model and for the learned kinds (their masks come from a module)."""
         if self.kind == "none" or self.learned:
             return None
+        if self.kind == "maxroaming":
+            return roaming_tables(num_tasks, channels, depth, self.beta, self.seed, period=0)
         if self.kind == "random":
             gen = torch.Generator().manual_seed(int(self.seed))
             return torch.stack([random_mask(num_tasks, channels, self.beta, generator=gen) for _ in range(depth)])

@@ -23,8 +23,10 @@ from trainers.data.registry import build_dataset
 from trainers.diffusion.gaussian import GaussianDiffusion
 from trainers.evaluation.artifacts import write_final_artifacts
 from trainers.evaluation.evaluate import evaluate_model
+from trainers.evaluation.sample_grid import log_sample_grid
 from trainers.models.from_config import model_for
 from trainers.precision import resolve_precision
+from trainers.routing.roaming import sync_roaming
 from trainers.training.batches import (
     BatchSchedule,
     load_batch,
@@ -191,6 +193,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         if start_step:
             tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
     for step in range(start_step, cfg.steps):
+        sync_roaming(cfg, step, objective.model, ema)  # MaxRoaming: the masks of this step's period
         step_started = time.perf_counter()
         items = schedule.global_batch(step)
         gen = step_generator(cfg.seed, step)
@@ -254,6 +257,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             if rank == 0:
                 last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
                 tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
+                log_sample_grid(tracker, fid_k.pop("samples", None), done)  # MLflow's image slider
                 metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"],
                                     "wall_s": time.perf_counter() - wall_origin})
             last_fid = broadcast_object(last_fid)
@@ -279,7 +283,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
     final = evaluate_model(_evaluation_weights(ema, cfg, rank, world, device), diffusion, cfg,
                            cfg.final_eval_samples, rank=rank, world=world, device=device, keep_samples=True)
     if rank == 0:
-        final = write_final_artifacts(cfg, final, objective.model, tracker)
+        final = write_final_artifacts(cfg, final, ema.model, tracker)  # the weights it sampled with
     final = broadcast_object({k: v for k, v in final.items() if k != "samples"})
     return {**final, **_throughput(throughputs), "_checkpoint": path}
 
@@ -309,7 +313,7 @@ def _evaluation_weights(ema, cfg: RunConfig, rank: int, world: int, device):
 def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int, device) -> dict:
     try:
         return evaluate_model(_evaluation_weights(ema, cfg, rank, world, device), diffusion, cfg, cfg.eval_k,
-                              rank=rank, world=world, device=device)
+                              rank=rank, world=world, device=device, keep_samples=True)
     except Exception as err:
         kept = latest_checkpoint(cfg.run_dir)
         raise EvaluationError(f"FID-k evaluation at step {step} failed ({type(err).__name__}: {err}); training up "

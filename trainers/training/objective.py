@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from trainers.config import RunConfig
+from trainers.diffusion.affinity import affinity_file_clusters
 from trainers.diffusion.gaussian import GaussianDiffusion, sample_timesteps_stratified
 from trainers.diffusion.interval_clustering import (
     equal_width_clusters,
@@ -21,6 +22,7 @@ from trainers.diffusion.interval_clustering import (
 )
 from trainers.diffusion.weighting import UncertaintyWeighting, combine_loss
 from trainers.precision import autocast
+from trainers.text.conditioning import text_conditioner
 from trainers.training.gradient_combination import COMBINED_WEIGHTINGS, ClusterGradientCombiner, cluster_losses
 
 
@@ -28,6 +30,8 @@ def uw_cluster_bounds(cfg: RunConfig, diffusion: GaussianDiffusion) -> list[tupl
     """ANT's K timestep clusters, placed by the configured clustering cost, over the timesteps the
     model trains on: all T, or a multi-expert member's own interval [lo, hi] (docs/baselines.md)."""
     lo, hi = cfg.expert_interval or (0, cfg.num_timesteps - 1)
+    if cfg.uw_cluster_method == "affinity":  # the measured matrix's bins, mapped back to timesteps
+        return affinity_file_clusters(cfg.uw_affinity_file, cfg.uw_clusters, lo, hi, cfg.num_timesteps)
     if cfg.uw_cluster_method == "snr":
         local = snr_clusters(diffusion.snr.numpy()[lo:hi + 1], cfg.uw_clusters)
     elif cfg.uw_cluster_method == "timestep":
@@ -51,6 +55,7 @@ class DiffusionObjective(nn.Module):
         self.uw_bounds = uw_cluster_bounds(cfg, diffusion) if clustered else None  # ANT's K clusters
         self.gamma = {"min_snr": cfg.min_snr_gamma, "p2": cfg.p2_gamma}.get(cfg.weighting)
         self.register_buffer("snr", diffusion.snr.float().clone(), persistent=False)
+        self.text = text_conditioner(cfg, model)  # text models: caption ids -> cached token embeddings
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": [p for p in self.model.parameters() if p.requires_grad],
@@ -81,10 +86,10 @@ class DiffusionObjective(nn.Module):
     def _model_fp32_out(self, x, t, y=None):
         dtype = next(self.model.parameters()).dtype
         with autocast(self.precision_ran, x.device.type):
-            return self.model(x.to(dtype), t, y).float()
+            return (self.text or self.model)(x.to(dtype), t, y).float()
 
     def forward(self, x0, y, t, noise, cluster_idx):
-        kwargs = {"y": y if self.model.num_classes > 1 else None}
+        kwargs = {"y": y if self.model.num_classes > 1 or self.text else None}
         terms = self.diffusion.training_losses(self._model_fp32_out, x0.float(), t, model_kwargs=kwargs,
                                                noise=noise.float())
         per_sample = combine_loss(terms["mse"], terms["vb"], t, self.snr, self.cfg.weighting,

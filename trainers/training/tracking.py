@@ -1,5 +1,5 @@
 """Run logging: ``metrics.jsonl`` in the run directory and MLflow (params, stepped metrics,
-artifacts).  Only rank 0 logs."""
+artifacts, the training data as a dataset input, stepped images).  Only rank 0 logs."""
 from __future__ import annotations
 
 import json
@@ -125,6 +125,8 @@ class MlflowRun:
         client.update_run(self.run_id, status="RUNNING")
         self.sender = Sender(client, self.run_id)  # from here on a server outage never stops the run
         self.monitor = _system_metrics(self.run_id, resuming=bool(existing))
+        if not existing:
+            self._log_dataset(cfg)
 
     @classmethod
     def new(cls, experiment: str, run_name: str, *, params: dict | None = None, tags: dict | None = None,
@@ -159,6 +161,30 @@ class MlflowRun:
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         if self.enabled and os.path.exists(path):
             self._put("artifact", path, artifact_path)
+
+    def log_image(self, image, key: str, step: int) -> None:
+        """``image`` (an HxWx3 uint8 array) as MLflow's stepped image ``key`` at ``step``."""
+        if self.enabled:
+            self._put("image", image, key, int(step))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait (at most ``timeout`` s) until every write queued so far is sent; no wait while the
+        server is known to be down.  Before a report Tune may answer with a stop that ends the
+        process: what the step logged must be out by then.  Whether everything was sent."""
+        if not self.enabled or self.sender is None or self.sender.down_since is not None:
+            return False
+        import threading
+        sent = threading.Event()
+        self.sender.put("mark", sent)
+        return sent.wait(timeout)
+
+    def _log_dataset(self, cfg: RunConfig) -> None:
+        """The run's training data as an MLflow dataset input (trainers/training/dataset_input.py)."""
+        from trainers.training.dataset_input import dataset_input
+        try:
+            self._put("inputs", [dataset_input(cfg)])
+        except Exception as err:  # data that cannot be described still trains (the loader says why not)
+            log.warning("the dataset input is not logged: %s: %s", type(err).__name__, err)
 
     def set_tags(self, tags: dict) -> None:
         if self.enabled and tags:

@@ -28,7 +28,7 @@ def _transient(err: Exception) -> bool:
 
 def send(client, run_id: str, kind: str, *args) -> None:
     """One write: ``metrics`` (a list of Metric), ``tags`` (a dict), ``artifact`` (path, artifact
-    path) or ``status`` (the final status)."""
+    path), ``image`` (array, key, step), ``inputs`` (dataset inputs) or ``status`` (the final status)."""
     from mlflow.entities import RunTag
     if kind == "metrics":
         client.log_batch(run_id, metrics=args[0])
@@ -38,6 +38,12 @@ def send(client, run_id: str, kind: str, *args) -> None:
         client.log_artifact(run_id, *args)
     elif kind == "status":
         client.set_terminated(run_id, status=args[0])
+    elif kind == "image":  # (image array, key, step): MLflow's stepped images (the UI's slider)
+        client.log_image(run_id, args[0], key=args[1], step=args[2])
+    elif kind == "inputs":  # a list of DatasetInput
+        client.log_inputs(run_id, datasets=args[0])
+    elif kind == "mark":  # no write: a threading.Event set once every write queued before it is sent
+        args[0].set()
     else:
         raise ValueError(f"unknown MLflow write {kind!r}")
 

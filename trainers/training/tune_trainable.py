@@ -13,6 +13,11 @@ import shutil
 from dataclasses import dataclass, field
 
 from trainers.config import RunConfig
+from trainers.training.preemption import end_if_terminated, handing_over, install_in_ray_worker
+
+# a Ray actor imports this module in its main thread while unpickling its trainable: the one place
+# where a SIGTERM relay can be installed in a Tune / Ray Train worker (trainers/training/preemption.py)
+install_in_ray_worker()
 
 
 @dataclass(frozen=True)
@@ -102,19 +107,30 @@ def diverged_result(err: Diverged, step: int | None) -> dict:
             "fid_k": None, **{m: None for m in FINAL_ONLY}, "images_per_s": None}
 
 
+def _last_fid_k(run_dir: str) -> float | None:
+    """The last finite FID-k in the run directory's metrics.jsonl (None for a new run)."""
+    from trainers.training.tracking import read_metrics
+    values = [r["fid_k"] for r in read_metrics(run_dir) if isinstance(r.get("fid_k"), (int, float))]
+    values = [float(v) for v in values if math.isfinite(v)]
+    return values[-1] if values else None
+
+
 class _Reporter:
     """The ``report`` callback a trial hands to ``train``: ``tune_metrics`` + run dir and label,
     ``send(metrics, checkpoint_dir)`` the Tune/Train report call."""
 
     def __init__(self, cfg: RunConfig, send):
-        self.cfg, self.send, self.last_fid_k, self.step = cfg, send, None, None
+        # a retried trial starts from its FID-k so far: resumed past its last FID-k step, it reports
+        # none before its final report, which must still carry one (ASHA's metric)
+        self.cfg, self.send, self.last_fid_k, self.step = cfg, send, _last_fid_k(cfg.run_dir), None
 
     def __call__(self, metrics: dict, checkpoint_dir: str | None) -> None:
         self.step = metrics.get("step", self.step)
         out = tune_metrics(metrics, self.last_fid_k)
         if out.get("fid_k") is not None:
             self.last_fid_k = out["fid_k"]
-        self.send({**out, "run_dir": self.cfg.run_dir, "label": self.cfg.label()}, checkpoint_dir)
+        with handing_over():  # a SIGTERM now ends the process at once (Tune may be stopping the trial)
+            self.send({**out, "run_dir": self.cfg.run_dir, "label": self.cfg.label()}, checkpoint_dir)
 
     def diverged(self, err: Diverged) -> None:
         self.send({**diverged_result(err, self.step), "run_dir": self.cfg.run_dir, "label": self.cfg.label()},
@@ -171,6 +187,8 @@ def run_trial(params: dict, ctx: TrialContext) -> None:
               threads=max(1, int(ctx.cpus_per_worker)))
     except Diverged as err:  # a normal end for Tune (no retry); the report says it failed
         report.diverged(err)
+    finally:
+        end_if_terminated()  # a SIGTERM held back for a checkpoint now ends the process
 
 
 def _worker_loop(config: dict) -> None:
@@ -193,6 +211,8 @@ def _worker_loop(config: dict) -> None:
               threads=config["threads"])
     except Diverged as err:  # every rank sees the same (broadcast) FID and stops here together
         report.diverged(err)
+    finally:
+        end_if_terminated()  # a SIGTERM held back for a checkpoint now ends the process
 
 
 def _run_distributed_trial(params: dict, ctx: TrialContext) -> None:
