@@ -31,18 +31,21 @@ data:
 	  else echo "not root: install Debian's dataset-fashion-mnist or let torchvision download Fashion-MNIST"; fi; \
 	fi
 
-# the domain-feature classifier and reference statistics are cached across test runs
+# the domain-feature classifier and reference statistics are cached across test runs.  Two xdist
+# workers (TEST_WORKERS=0: one process): much of the suite waits on subprocesses, servers and Ray;
+# a module runs on one worker and the Ray cluster tests share one (tests/conftest.py)
 test: install data
-	DTR_TEST_CACHE_DIR=$(CURDIR)/runs/test-cache $(VPY) -m pytest -q tests
+	DTR_TEST_CACHE_DIR=$(CURDIR)/runs/test-cache $(VPY) -m pytest -q -n $(or $(TEST_WORKERS),2) tests
 
 search: install data
 	$(VPY) -m platform.search dtr_beta --budget laptop
 
 # platform.bench exits 0 (ok), 1 (a gated metric regressed) or 2 (could not run); make itself exits 2
 # whenever a recipe fails, so this says which it was.  Schedules that act on the difference run the
-# module directly (platform/bench/schedule/dtr-bench.service).
+# module directly (platform/bench/schedule/dtr-bench.service).  SUITE=quality|all|faults picks another
+# suite (make bench SUITE=faults is make bench-faults).
 bench: install data
-	@$(VPY) -m platform.bench --suite speed; rc=$$?; \
+	@$(VPY) -m platform.bench --suite $(or $(SUITE),speed); rc=$$?; \
 	if [ $$rc = 1 ]; then echo "make bench: REGRESSION (python -m platform.bench exited 1)"; \
 	elif [ $$rc != 0 ]; then echo "make bench: the benchmark could not run (python -m platform.bench exited $$rc)"; fi; \
 	exit $$rc
@@ -59,10 +62,10 @@ dashboard: install
 bench-gpu:
 	$(PY) -m platform.bench --suite gpu
 
-# cluster faults (~1-1.5 h on 2 cores): SIGTERM -> checkpoint time, a 200-trial sweep's overhead per trial,
+# cluster faults (~1-1.5 h on 2 cores): SIGTERM -> checkpoint time, an MLflow outage mid-sweep, a 200-trial sweep's overhead per trial,
 # MLflow on sqlite vs PostgreSQL under 8/32 writers (PostgreSQL: apt-get install postgresql, pip install -e '.[cluster]')
 bench-faults: install
-	$(VPY) -m platform.bench --suite faults
+	@$(MAKE) --no-print-directory bench SUITE=faults
 
 # caches only: runs/ (the MLflow store, every sweep, the benchmark history) is kept; see clean-runs
 clean:

@@ -9,6 +9,31 @@ import pytest
 import torch
 from train_support import DIST_ENV
 
+# The modules that start Ray clusters: under xdist they share one worker (fixed ports, and
+# `ray stop --force` stops every Ray on the machine) and run first, being the longest part (~8 of
+# the suite's minutes on 2 cores), so the other worker takes everything else meanwhile.
+RAY_MODULES = ("test_search.py", "test_paper_sim.py")
+
+
+def _scope(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "ray" if os.path.basename(module) in RAY_MODULES else module
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _scope(item.nodeid) != "ray")  # stable: the order within each part is kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs ``pytest -n 2``: whole modules go to one worker (their module-scoped
+    fixtures, a trained run or a bench, are built once) and the Ray modules together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndRayTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+    return ModulesAndRayTogether(config, log)
+
 
 @pytest.fixture(scope="session")
 def shared_cache_dir(tmp_path_factory):

@@ -3,9 +3,9 @@ not appear in anything the platform records: MLflow params, tags, metric names a
 run and sweep directories (Tune's experiment state and pickles included, gzip opened), the MLflow
 store, and the logs the driver prints.
 
-``FAKE_SECRETS`` go into the environment of the test's subprocesses (tests/test_search.py,
-test_sweep_on_a_ray_head_end_to_end).  RAY_AUTH_TOKEN is a working credential there: ``ray start``
-and the driver take the cluster's token from it.
+``FAKE_SECRETS`` go into the environment of the sweep's drivers in tests/test_search.py
+(test_killed_trial_and_killed_driver_resume: a preempted trial, a killed driver, a resume), so the
+records of retries and restores are scanned too.
 """
 from __future__ import annotations
 

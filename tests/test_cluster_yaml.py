@@ -4,7 +4,8 @@ on-prem (``local`` provider) variant.
 Beyond parsing and the keys the launcher needs, the file is checked the way ``ray up`` checks
 it before it talks to any cloud: against Ray's own JSON schema (``ray/autoscaler/ray-schema.json``)
 and through ``prepare_config`` + ``validate_config``.  Those parts skip when jsonschema or the
-schema file is missing.
+schema file is missing.  The head's MLflow server runs on PostgreSQL behind MLflow's basic-auth app
+with its account read from a file the YAML names, and no credential is ever written in the file.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The no-secrets checker (tests/secrets_check.py) finds a planted secret wherever it is written: a
 file, a gzip file, an MLflow param, tag, metric name or artifact.  (Its real use: the sweep of
-tests/test_search.py::test_sweep_on_a_ray_head_end_to_end, with the fake secrets in the environment.)"""
+tests/test_search.py::test_killed_trial_and_killed_driver_resume, with the fake secrets in the environment.)"""
 import gzip
 
 import mlflow

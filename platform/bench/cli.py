@@ -5,7 +5,7 @@ the committed baseline.  Run from the repository root.
     python -m platform.bench --suite all                  # + FID-k of vanilla/DTR, 3 seeds (long)
     python -m platform.bench --suite speed --update-baseline   # re-record platform/bench/baseline.json
     python -m platform.bench --suite gpu                  # bf16 DiT-B/2, DiT-L/2 img/s, MFU, DTR ratio (1 GPU)
-    python -m platform.bench --suite faults               # preemption, 200-trial sweep, tracking stores
+    python -m platform.bench --suite faults               # preemption, MLflow outage, 200-trial sweep, tracking stores
 
 This module is only the command line around :func:`platform.bench.run.run_bench`; the modules
 are listed in platform/bench/__init__.py, the cases and the timing live in trainers/bench.
@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "vanilla and DTR after short training runs, 3 seeds (long); all: both; gpu: bf16 "
                         "training img/s, MFU against a GEMM peak, DTR/vanilla step time and sampling img/s of "
                         "DiT-B/2 and DiT-L/2 on one GPU (< 5 min; needs only torch and numpy); faults: SIGTERM "
-                        "-> checkpoint time, a 200-trial sweep's driver overhead and journal, MLflow stores under "
-                        "8/32 writers (--cases preemption,sweep,tracking; platform/bench/faults.py)")
+                        "-> checkpoint time, an MLflow outage mid-sweep, a 200-trial sweep's driver overhead and journal, MLflow stores under "
+                        "8/32 writers (--cases preemption,outage,sweep,tracking; platform/bench/faults.py)")
     p.add_argument("--scale", choices=("full", "tiny"), default="full",
                    help="full: the real suite (DiT-S/2 training steps; gpu: DiT-B/2, DiT-L/2); tiny: test size "
                         "(DiT-T/4, a few images)")

@@ -1,12 +1,15 @@
 """``python -m platform.bench --suite faults``: what the faults a cluster throws cost (issue 15).
 
-    python -m platform.bench --suite faults                      # all three cases (~30-40 min on 2 cores)
-    python -m platform.bench --suite faults --cases preemption   # one case (preemption, sweep, tracking)
+    python -m platform.bench --suite faults                      # every case (~1-1.5 h on 2 cores)
+    python -m platform.bench --suite faults --cases preemption   # one case (preemption, outage, sweep, tracking)
     python -m platform.bench --suite faults --tiny               # every case at test size (minutes)
 
 Cases (docs/benchmarks.md, "Faults"):
   preemption  SIGTERM -> checkpoint written -> exit of a training process at the laptop and paper-sim
               budgets' model sizes (platform/bench/preempt.py); target: exit within 30 s
+  outage      the MLflow server stopped for 30 s in the middle of a sweep and started again: the
+              timeline, and every training record logged meanwhile found in MLflow afterwards
+              (platform/bench/outage.py)
   sweep       a sweep of 200 trivial trials (budget ``trivial``), 8 at once: the driver's overhead per
               trial and the Optuna journal's size (platform/bench/scale.py)
   tracking    8 and 32 writer processes logging like trials into an MLflow server backed by sqlite,
@@ -26,9 +29,11 @@ import sys
 import tempfile
 import traceback
 
-CASES = ("preemption", "sweep", "tracking")
-FULL = {"presets": ("laptop", "paper-sim"), "trials": 200, "concurrency": 8, "writers": (8, 32), "steps": 100}
-TINY = {"presets": ("laptop", "paper-sim"), "trials": 12, "concurrency": 4, "writers": (2,), "steps": 5}
+CASES = ("preemption", "outage", "sweep", "tracking")
+FULL = {"presets": ("laptop", "paper-sim"), "trials": 200, "concurrency": 8, "writers": (8, 32), "steps": 100,
+        "outage_s": 30.0, "outage_steps": 600}
+TINY = {"presets": ("laptop", "paper-sim"), "trials": 12, "concurrency": 4, "writers": (2,), "steps": 5,
+        "outage_s": 10.0, "outage_steps": 300}
 
 
 def _preemption(size: dict, say) -> tuple[dict, bool]:
@@ -53,11 +58,24 @@ def _sweep(size: dict, num_cpus: int, say) -> dict:
     got = run_sweep(size["trials"], size["concurrency"], num_cpus, say)
     say(f"  {got['finished_trials']}/{got['trials']} trials, {got['concurrency']} at once, "
         f"{got['trials_wall_s']:.0f} s (+{got['summary_s']:.0f} s summary): {got['slot_s_per_trial']:.1f} s "
-        f"of a slot per trial = {got['training_s']:.2f} s training + {got['overhead_s_per_trial']:.1f} s overhead "
+        f"of a slot per trial (steady state {got.get('steady_slot_s_per_trial', float('nan')):.1f} s) = "
+        f"{got['training_s']:.2f} s training + {got['overhead_s_per_trial']:.1f} s overhead "
         f"(trial process {got['trial_process_s']:.1f} s, scheduling {got['scheduling_s_per_trial']:.1f} s); "
         f"driver CPU {got['driver_cpu_s_per_trial']:.2f} s per trial; Optuna journal "
         f"{got['journal_bytes'] / 1024:.0f} KiB ({got['journal_bytes_per_trial']:.0f} B per trial)")
     return got
+
+
+def _outage(size: dict, say) -> tuple[dict, bool]:
+    from platform.bench.outage import run_outage
+    got = run_outage(size["outage_s"], size["outage_steps"], stop_after=3, say=say)
+    trials = got.get("trials", {})
+    arrived = f"{got['catch_up_s']:.1f} s after the restart" if "catch_up_s" in got else "NOT within 600 s"
+    say(f"  {'PASS' if got['passed'] else 'FAIL'}  server down {got['stopped_at']:.1f} -> {got['restarted_at']:.1f} s "
+        f"of the sweep: {got['records_during_outage']} training records logged meanwhile, all in MLflow {arrived}; "
+        f"sweep exit {got['sweep_exit']} at {got['sweep_s']:.0f} s, {sum(t['finished'] for t in trials.values())}/"
+        f"{len(trials)} trials trained every step, {got['missing']} logged records missing from MLflow")
+    return got, got["passed"]
 
 
 def _tracking(size: dict, say) -> tuple[dict, list[str]]:
@@ -82,6 +100,9 @@ def run_faults_suite(args) -> int:
     if unknown:
         print(f"error: unknown case(s) {unknown} of --suite faults; known: {list(CASES)}", file=sys.stderr)
         return 2
+    import signal
+    # SIGTERM unwinds like an error: the cases' finally blocks stop their servers and remove their temp dirs
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from platform.bench.provenance import git_commit, host_info
     from trainers.files import atomic_write_json
     from trainers.paths import runs_dir
@@ -98,6 +119,9 @@ def run_faults_suite(args) -> int:
         try:
             if case == "preemption":
                 record["cases"][case], passed = _preemption(size, say)
+                status = max(status, 0 if passed else 1)
+            elif case == "outage":
+                record["cases"][case], passed = _outage(size, say)
                 status = max(status, 0 if passed else 1)
             elif case == "sweep":
                 record["cases"][case] = _sweep(size, os.cpu_count() or 2, say)

@@ -67,12 +67,15 @@ def measure_preemption(preset: str, workdir: str, data_root: str | None = None, 
     log_path = os.path.join(workdir, f"preempt-{preset}.log")
     with open(log_path, "w") as log:  # a file, not a pipe: nothing blocks on a full pipe
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=_env(workdir), stdout=log, stderr=subprocess.STDOUT)
-    while _logged_steps(run_dir) < 3:
-        if proc.poll() is not None or time.monotonic() - launched > timeout:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"{preset}: the run ended before 3 steps: {open(log_path).read()[-500:]}")
-        time.sleep(0.05)
+    try:
+        while _logged_steps(run_dir) < 3:
+            if proc.poll() is not None or time.monotonic() - launched > timeout:
+                raise RuntimeError(f"{preset}: the run ended before 3 steps: {open(log_path).read()[-500:]}")
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     first_steps = time.monotonic()
     steps_before = _logged_steps(run_dir)
     sent = time.monotonic()

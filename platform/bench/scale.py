@@ -6,6 +6,7 @@ Measured, with a local Ray of ``num_cpus`` CPUs, a sqlite MLflow store and the s
 directory (deleted afterwards):
 
   slot_s_per_trial      trial-phase wall time x concurrency / trials: the time one trial holds a slot
+  steady_slot_s_per_trial  the same from the first tenth of the trials on (Ray's start-up left out)
   trial_process_s       Tune's ``time_total_s`` of a trial (its trainable: start-up, MLflow run,
                         DeepSpeed engine, training, final checkpoint), mean
   training_s            the training loop's own time (``wall_s`` of its last metrics record), mean
@@ -77,21 +78,33 @@ def run_sweep(trials: int, concurrency: int, num_cpus: int, say, keep: str | Non
             time.sleep(0.5)
     threading.Thread(target=sample_cpu, daemon=True).start()
     first_done = last_done = None
-    tail = []
-    for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-40:]
-        if line.startswith("[sweep] search:") and "trials done" in line:
-            now = time.perf_counter() - started
-            first_done = first_done if first_done is not None else now
-            last_done = now
-            done = int(line.split(":")[1].split("/")[0])
-            if done % max(1, trials // 10) == 0:
-                say(f"    {done}/{trials} trials done at {now:.0f} s")
-    proc.wait()
+    tail, completions = [], []
+    try:
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-40:]
+            if line.startswith("[sweep] search:") and "trials done" in line:
+                now = time.perf_counter() - started
+                first_done = first_done if first_done is not None else now
+                last_done = now
+                done = int(line.split(":")[1].split("/")[0])
+                completions.append((done, now))
+                if done % max(1, trials // 10) == 0:
+                    say(f"    {done}/{trials} trials done at {now:.0f} s")
+        proc.wait()
+    except BaseException:  # interrupted (SIGTERM of the bench): stop the sweep, leave nothing behind
+        proc.terminate()
+        proc.wait(timeout=120)
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"the sweep exited with {proc.returncode}: " + " | ".join(tail[-5:]))
     result = _measure(sweep_dir, trials, concurrency, wall, last_done or wall, cpu["last"])
+    # steady state: from the trial that completes the first tenth to the last one (Ray's start-up left out)
+    start = next(((n, t) for n, t in completions if n >= max(1, trials // 10)), None)
+    if start and completions[-1][0] > start[0]:
+        result["steady_slot_s_per_trial"] = (completions[-1][1] - start[1]) * concurrency / (completions[-1][0] - start[0])
     if keep is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return result

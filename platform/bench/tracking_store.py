@@ -53,8 +53,9 @@ def _wait_healthy(url: str, proc, timeout: float = 120) -> None:
     raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout:.0f} s")
 
 
-def _server(backend: str, workdir: str, auth: dict | None):
-    port = free_port()
+def start_server(backend: str, workdir: str, auth: dict | None, port: int | None = None):
+    """Start ``mlflow server`` on 127.0.0.1 (``port``, or a free one) and wait for /health; (process, url)."""
+    port = port or free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")},
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as on the cluster's head
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root",
@@ -68,13 +69,13 @@ def _server(backend: str, workdir: str, auth: dict | None):
         env.update(MLFLOW_AUTH_CONFIG_PATH=ini, MLFLOW_AUTH_ADMIN_USERNAME=auth["user"],
                    MLFLOW_AUTH_ADMIN_PASSWORD=auth["password"], MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
         cmd += ["--app-name", "basic-auth"]
-    log = open(os.path.join(workdir, "server.log"), "w")
+    log = open(os.path.join(workdir, "server.log"), "a")  # a restarted server appends
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
     except Exception as err:
-        _stop(proc)
+        stop_server(proc)
         log.close()
         with open(os.path.join(workdir, "server.log")) as fh:
             tail = fh.read().strip().splitlines()[-1:]
@@ -82,7 +83,7 @@ def _server(backend: str, workdir: str, auth: dict | None):
     return proc, url
 
 
-def _stop(proc) -> None:
+def stop_server(proc) -> None:
     """The server and its uvicorn workers (their own process group)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -175,13 +176,13 @@ def measure_store(store: str, writer_counts: tuple[int, ...], steps: int, say) -
                 if store.endswith("+auth"):
                     auth = {"user": "bench-admin", "password": secrets.token_hex(16),
                             "database_uri": pg.create_database("mlflow_auth")}
-                proc, url = _server(backend, workdir, auth)
+                proc, url = start_server(backend, workdir, auth)
                 try:
                     result = run_writers(url, writers, steps, workdir, auth)
                     if auth:
                         result["unauthenticated_status"] = _unauthenticated_status(url)
                 finally:
-                    _stop(proc)
+                    stop_server(proc)
             finally:
                 if pg is not None:
                     pg.__exit__(None, None, None)
