@@ -27,4 +27,5 @@ def test_summary_counts_failed_requests_apart():
 def test_unknown_case_is_one_line_and_exit_2(capsys):
     assert main(["--suite", "faults", "--cases", "preemption,nope"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == ["error: unknown case(s) ['nope'] of --suite faults; known: ['preemption', 'outage', 'sweep', 'tracking']"]
+    assert err == ["error: unknown case(s) ['nope'] of --suite faults; "
+                   "known: ['preemption', 'outage', 'sweep', 'tracking']"]
