@@ -24,14 +24,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: _scope(item.nodeid) != "ray")  # stable: the order within each part is kept
 
 
-def pytest_runtest_setup(item):
-    """Under xdist, a worker that runs anything but the Ray modules lowers its CPU priority (nice 5,
-    inherited by what it starts): the Ray tests are the critical path, spread over many processes
-    of their own, and the rest of the suite finishes minutes before them."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and _scope(item.nodeid) != "ray" and os.nice(0) < 5:
-        os.nice(5 - os.nice(0))
-
-
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` runs ``pytest -n 2``: whole modules go to one worker (their module-scoped
     fixtures, a trained run or a bench, are built once) and the Ray modules together."""
