@@ -235,6 +235,8 @@ def eval_run(train_env):
     def report(metrics, path):
         reports.append({**metrics, "_path": path, "_exists": bool(path) and os.path.isdir(path),
                         "_complete": bool(path) and os.path.exists(os.path.join(path, COMPLETE))})
+        if metrics["step"] == 10:  # the run as it stood at its first report (a kill would land here)
+            shutil.copytree(cfg.run_dir, cfg.run_dir + "-at-10")
 
     result = train(cfg, report=report, threads=1)
     return cfg, result, reports
@@ -298,3 +300,23 @@ def test_evaluate_cli_scores_a_finished_run(eval_run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "trainers.evaluate", str(tmp_path / "nothing")], cwd=ROOT,
                          env=child_env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1
+
+
+def test_resume_at_a_fid_k_step_whose_evaluation_was_killed(eval_run, tmp_path):
+    """Killed after the step-10 checkpoint but before its FID-k (the checkpoint comes first): the
+    resumed run evaluates step 10 before training on, so ASHA's rung and every later report still
+    carry the FID-k, the same one the uninterrupted run reported, and the final scores match it."""
+    cfg, result, reports = eval_run
+    killed = tmp_path / "killed"
+    shutil.copytree(cfg.run_dir + "-at-10", killed)
+    assert [os.path.basename(p) for p in complete_checkpoints(str(killed))] == [tag_for(5), tag_for(10)]
+    os.remove(killed / "mlflow_run_id")  # a run of its own in MLflow
+    kept = [r for r in read_metrics(str(killed)) if "fid_k" not in r]
+    (killed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    resumed_reports = []
+    resumed = cfg.replace(run_dir=str(killed), run_name="eval-killed")
+    train(resumed, resume=str(killed), report=lambda m, path: resumed_reports.append(dict(m)), threads=1)
+    assert [(r["step"], r["final"]) for r in resumed_reports] == [(10, False), (15, False), (20, True)]
+    assert [r["fid_k"] for r in resumed_reports[:2]] == [reports[0]["fid_k"]] * 2
+    assert resumed_reports[-1]["fid"] == result["fid"]
+    assert [r["step"] for r in read_metrics(str(killed)) if "fid_k" in r] == [10]

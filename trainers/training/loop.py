@@ -192,6 +192,14 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                              "train_gflops_per_image": flops_per_image / 1e9}, step=start_step)
         if start_step:
             tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
+    if _fid_k_missing(cfg, start_step, rank):
+        # killed between the checkpoint of a FID-k step and its FID-k (the checkpoint comes first):
+        # evaluate that step now, from the same EMA weights, so that ASHA's rung and every later
+        # report still get it (evaluation draws from its own generators, never the training's)
+        last_fid = _fid_k_step(ema, diffusion, cfg, start_step, rank, world, device, tracker, metrics_file,
+                               wall_origin)
+        if report:
+            report({"step": start_step, **last_fid, "images_per_s": None, "final": False}, None)
     for step in range(start_step, cfg.steps):
         sync_roaming(cfg, step, objective.model, ema)  # MaxRoaming: the masks of this step's period
         step_started = time.perf_counter()
@@ -253,14 +261,7 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
             unreported_ckpt = save_checkpoint(engine, ema, cfg, done, rank=rank)
             barrier()
         if is_eval:
-            fid_k = _evaluate_during_training(ema, diffusion, cfg, done, rank, world, device)
-            if rank == 0:
-                last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
-                tracker.log_metrics({"fid_k": fid_k["fid"]}, step=done)
-                log_sample_grid(tracker, fid_k.pop("samples", None), done)  # MLflow's image slider
-                metrics_file.write({"step": done, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"],
-                                    "wall_s": time.perf_counter() - wall_origin})
-            last_fid = broadcast_object(last_fid)
+            last_fid = _fid_k_step(ema, diffusion, cfg, done, rank, world, device, tracker, metrics_file, wall_origin)
         # every report carries the metric (schedulers and Optuna need it): the newest checkpoint
         # travels with the next FID-k; a retried trial also resumes from newer local checkpoints
         if report and last_fid and (is_eval or is_ckpt):
@@ -308,6 +309,30 @@ def _evaluation_weights(ema, cfg: RunConfig, rank: int, world: int, device):
             _EVAL_COPIES[key] = model_for(cfg).to(device).float().eval().requires_grad_(False)
         return broadcast_module(_EVAL_COPIES[key])
     return broadcast_module(ema.model)
+
+
+def _fid_k_step(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int, device, tracker, metrics_file,
+                wall_origin: float) -> dict:
+    """The FID-k evaluation of a training step: logged to MLflow and metrics.jsonl by rank 0;
+    returns ``{"fid", "fid_k"}`` (the FID-k) on every rank."""
+    fid_k, last_fid = _evaluate_during_training(ema, diffusion, cfg, step, rank, world, device), None
+    if rank == 0:
+        last_fid = {"fid": fid_k["fid"], "fid_k": fid_k["fid"]}
+        tracker.log_metrics({"fid_k": fid_k["fid"]}, step=step)
+        log_sample_grid(tracker, fid_k.pop("samples", None), step)  # MLflow's image slider
+        metrics_file.write({"step": step, "fid_k": fid_k["fid"], "feature_set": fid_k["feature_set"],
+                            "wall_s": time.perf_counter() - wall_origin})
+    return broadcast_object(last_fid)
+
+
+def _fid_k_missing(cfg: RunConfig, start_step: int, rank: int) -> bool:
+    """Whether a run resumed at ``start_step``, a FID-k step before the last, has no FID-k of it."""
+    if not (cfg.eval_every and 0 < start_step < cfg.steps and start_step % cfg.eval_every == 0):
+        return False
+    missing = None
+    if rank == 0:
+        missing = not any(r.get("step") == start_step and "fid_k" in r for r in read_metrics(cfg.run_dir))
+    return bool(broadcast_object(missing))
 
 
 def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int, device) -> dict:
