@@ -32,6 +32,10 @@ def check_trial_runs(client, children, table: pl.DataFrame, eval_every: int) -> 
         want = list(range(eval_every, reached, eval_every)) if by_name[run.info.run_name]["status"] == "finished" \
             else list(range(eval_every, reached + 1, eval_every))
         assert steps == want, (run.info.run_name, steps, want)
+        # one FID-k per FID-k step, also for a trial killed during one (resumed, it evaluates it then)
+        from trainers.training.tracking import read_metrics
+        fid_k_steps = [r["step"] for r in read_metrics(by_name[run.info.run_name]["run_dir"]) if "fid_k" in r]
+        assert fid_k_steps == want, (run.info.run_name, fid_k_steps, want)
     from PIL import Image
     run = children[0]
     path = client.download_artifacts(run.info.run_id, [a.path for a in client.list_artifacts(run.info.run_id, "images")

@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import mlflow
 import pytest
 import torch
 from train_support import DIST_ENV, ROOT, smoke, trajectory
 
+from platform.bench.tracking_store import start_server, stop_server
 from platform.sweep_lock import LOCK_FILE, SweepLocked, acquire, read_lock, sweep_lock
 from trainers.models.from_config import model_for
 from trainers.presets import preset_config
@@ -201,27 +201,9 @@ def test_one_driver_per_sweep_directory(tmp_path, caplog):
 
 
 def _mlflow_server(db, port):
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-                             "--default-artifact-root", str(db.parent / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"], cwd=str(db.parent),
-                            # no job-runner processes (as on the cluster's head): 7 huey consumers that
-                            # each import MLflow slowed the start past a minute on 2 loaded cores
-                            env={**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the server and the uvicorn worker it started
-    raise TimeoutError("mlflow server did not start")
-
-
-def _stop(proc):
-    os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
-    proc.wait(timeout=30)
+    # one uvicorn worker and no job runners (as on the cluster's head): with them, 7 huey consumers
+    # that each import MLflow slowed the start past a minute on 2 loaded cores
+    return start_server(f"sqlite:///{db}", str(db.parent), None, port=port, workers=1, timeout=180)[0]
 
 
 def test_mlflow_outage_buffers_metrics_and_never_stops_the_run(tmp_path, monkeypatch, caplog):
@@ -234,7 +216,7 @@ def test_mlflow_outage_buffers_metrics_and_never_stops_the_run(tmp_path, monkeyp
     try:
         tracker = MlflowRun(smoke(tmp_path, "outage"))
         tracker.log_metrics({"loss": 1.0}, step=1)
-        _stop(server)  # the server goes away mid-run: connections are refused
+        stop_server(server)  # the server goes away mid-run: connections are refused
         with caplog.at_level(logging.WARNING, logger="trainers.training.tracking_sender"):
             started = time.monotonic()
             for step in (2, 3, 4):
@@ -254,4 +236,4 @@ def test_mlflow_outage_buffers_metrics_and_never_stops_the_run(tmp_path, monkeyp
         run = client.get_run(tracker.run_id)
         assert run.data.tags["phase"] == "during outage" and run.info.status == "FINISHED"
     finally:
-        _stop(server)
+        stop_server(server)

@@ -20,6 +20,8 @@ from preemption_support import check_exact_resume, last_logged_step, preemptions
 from search_support import ROOT, search_cmd, search_env
 from train_support import DIST_ENV
 
+from trainers.training.tracking import read_metrics
+
 pytestmark = pytest.mark.slow
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
@@ -50,7 +52,8 @@ def _wait_for(predicate, timeout, proc, what):
 
 def _preempt_a_trial_then_kill_the_driver(tmp_path, env, same):
     """First driver: the vanilla baseline, then one search trial, one at a time so the kills land
-    mid-run; returns (the preempted trial's dir, the step SIGTERM arrived at)."""
+    mid-run; returns (the preempted trial's dir, the step SIGTERM arrived at, whether the driver died
+    during the second trial's step-20 FID-k)."""
     sweep_dir = tmp_path / "sweep"
     log = open(tmp_path / "first.log", "w")
     first = search_cmd(*same, "--trials", "1", "--max-concurrent", "1", "--num-cpus", "2")
@@ -66,20 +69,24 @@ def _preempt_a_trial_then_kill_the_driver(tmp_path, env, same):
         signalled_at = last_logged_step(victim_dir)
         pid = int(open(os.path.join(victim_dir, "worker.pid")).read())
         os.kill(pid, signal.SIGTERM)
-        # 2) once that trial has finished (after its retry), kill the driver mid-way through the next one
+        # 2) once that trial has finished (after its retry), kill the driver mid-way through the next
+        #    one: as soon as its step-20 checkpoint is complete, most likely during that step's FID-k
+        #    (the checkpoint comes first), which the resumed trial must then evaluate before going on
         _wait_for(lambda: os.path.exists(os.path.join(victim_dir, "metrics.json")), 600, proc,
                   "the killed trial to finish after its retry")
-        others = lambda: [p for p in glob.glob(str(sweep_dir / "trials" / "*" / "checkpoints" / "*" / "COMPLETE"))
-                          if not p.startswith(victim_dir + os.sep)]
-        _wait_for(others, 600, proc, "a second trial to checkpoint")
+        others = lambda: [p for p in glob.glob(str(sweep_dir / "trials" / "*" / "checkpoints" / "step_0000020"
+                                                   / "COMPLETE")) if not p.startswith(victim_dir + os.sep)]
+        _wait_for(others, 600, proc, "a second trial's step-20 checkpoint")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(60)
+        second = os.path.dirname(os.path.dirname(os.path.dirname(others()[0])))
+        killed = "after" if any(r.get("step") == 20 and "fid_k" in r for r in read_metrics(second)) else "during"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)  # the driver's local Ray
-    return victim_dir, signalled_at
+    return victim_dir, signalled_at, f"driver killed {killed} the second trial's step-20 FID-k"
 
 
 def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir, capsys, monkeypatch):
@@ -88,7 +95,7 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir, capsy
     sweep_dir = tmp_path / "sweep"
     # 40-step trials: checkpoints every 10 steps, FID-k (and ASHA's milestone) at step 20
     same = ("--sweep-dir", str(sweep_dir), "--set", "steps=40", "--set", "ckpt_every=10", "--set", "eval_every=20")
-    victim_dir, signalled_at = _preempt_a_trial_then_kill_the_driver(tmp_path, env, same)
+    victim_dir, signalled_at, kill_note = _preempt_a_trial_then_kill_the_driver(tmp_path, env, same)
     finished_before = {p: os.path.getmtime(p) for p in _finished_trials(sweep_dir)}
     assert finished_before, "no trial had finished before the driver was killed"
     # the resume cannot change the objectives (one line, nothing started), but it takes one more
@@ -123,7 +130,8 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir, capsy
     victim = os.path.basename(victim_dir)
     # retried from the step SIGTERM arrived at (its step in flight finished), not from step 20, and bit-exactly
     (step, seconds), = preemptions(open(tmp_path / "first.log").read())
-    print(f"SIGTERM at step {signalled_at}: checkpoint of step {step} written {seconds} s after the signal")
+    print(f"SIGTERM at step {signalled_at}: checkpoint of step {step} written {seconds} s after the signal; "
+          f"{kill_note}")
     assert step >= signalled_at > 20 and [m.value for m in resumed[victim]] == [step]
     # every trial's MLflow run: its status, its params, one unbroken sequence of steps up to where it ended
     status_of = dict(zip(table["run_dir"].map_elements(os.path.basename, return_dtype=pl.Utf8), table["status"]))

@@ -53,13 +53,15 @@ def _wait_healthy(url: str, proc, timeout: float = 120) -> None:
     raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout:.0f} s")
 
 
-def start_server(backend: str, workdir: str, auth: dict | None, port: int | None = None):
-    """Start ``mlflow server`` on 127.0.0.1 (``port``, or a free one) and wait for /health; (process, url)."""
+def start_server(backend: str, workdir: str, auth: dict | None, port: int | None = None, workers: int = 4,
+                 timeout: float = 120):
+    """Start ``mlflow server`` on 127.0.0.1 (``port``, or a free one) with ``workers`` uvicorn
+    workers and wait (up to ``timeout`` s) for /health; (process, url)."""
     port = port or free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")},
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as on the cluster's head
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root",
-           os.path.join(workdir, "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "4"]
+           os.path.join(workdir, "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     if auth:
         ini = os.path.join(workdir, "basic_auth.ini")
         with open(ini, "w") as fh:
@@ -73,7 +75,7 @@ def start_server(backend: str, workdir: str, auth: dict | None, port: int | None
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        _wait_healthy(url, proc, timeout)
     except Exception as err:
         stop_server(proc)
         log.close()
