@@ -96,6 +96,20 @@ def test_random_inception_has_a_head_so_the_inception_score_is_measured():
     assert inception_score(logits, splits=1)[0] > 1.0
 
 
+def test_random_inception_loaded_from_the_cache_is_the_one_built(tmp_path, monkeypatch):
+    """The calibrated random Inception is saved once per cache directory; a process that loads it
+    gets bit-identical features and logits to the one that built it."""
+    from trainers.evaluation.inception import _random_inception
+    from trainers.evaluation.metrics import sample_features
+    monkeypatch.setenv("DTR_CACHE_DIR", str(tmp_path / "cache"))
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    built = sample_features(images, _random_inception("cpu"))
+    assert len(list((tmp_path / "cache" / "inception-random").glob("seed0-*.pt"))) == 1
+    loaded = sample_features(images, _random_inception("cpu"))
+    for a, b in zip(built, loaded):
+        assert (a == b).all()
+
+
 def test_an_adm_reference_batch_is_the_real_side_and_named_in_the_protocol(tmp_path, monkeypatch):
     """``fid_reference``: the images of an ADM-suite reference batch (arr_0, uint8 NHWC), featurised
     with the run's own feature set; the protocol names it."""

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -44,6 +45,23 @@ def test_fid_of_identical_features_is_zero():
     a = np.random.default_rng(0).normal(size=(2000, 64)) @ np.random.default_rng(1).normal(size=(64, 64))
     assert abs(metrics.fid_from_features(a, a)) < 1e-6
     assert metrics.fid_from_features(a, a + 1.0) == pytest.approx(64.0, rel=1e-6)  # mean shift only
+
+
+@pytest.mark.parametrize("n_real,n_fake", [(600, 500), (12, 20)])  # full-rank and singular covariances
+def test_fid_agrees_with_clean_fids_own_formula(n_real, n_fake):
+    """The eigenvalue route to Tr((S1 S2)^(1/2)) gives clean-fid's number (its sqrtm of S1 S2)."""
+    from cleanfid.fid import frechet_distance as cleanfid_frechet
+    rng = np.random.default_rng(3)
+    mix = rng.normal(size=(256, 256)) / 16
+    real = rng.normal(size=(n_real, 256)) @ mix
+    fake = rng.normal(size=(n_fake, 256)) @ (mix + 0.1 * rng.normal(size=(256, 256)) / 16) + 0.05
+    stats = (*metrics.feature_stats(fake), *metrics.feature_stats(real))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns that the singular product has no exact sqrtm
+        expected = float(cleanfid_frechet(*stats))
+    assert metrics.frechet_distance(*stats) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="non-finite"):
+        metrics.frechet_distance(stats[0], stats[1] * np.nan, stats[2], stats[3])
 
 
 def test_precision_recall_identical_and_disjoint():

@@ -113,7 +113,7 @@ def log_result(tracker: MlflowRun, result: BenchResult, artifact: str, git: str)
 
 @contextlib.contextmanager
 def held_threads(n: int):
-    """torch at ``n`` threads, and numpy/scipy's BLAS too (FID's covariance and sqrtm) when
+    """torch at ``n`` threads, and numpy/scipy's BLAS too (FID's covariance and eigenvalues) when
     threadpoolctl is installed: idle BLAS threads spinning would otherwise be billed to the CPU clock."""
     import torch
     before = torch.get_num_threads()
@@ -124,7 +124,7 @@ def held_threads(n: int):
         blas = contextlib.nullcontext()
     else:
         import numpy  # noqa: F401 -- limits only reach BLAS libraries already loaded
-        import scipy.linalg  # noqa: F401 -- scipy ships its own OpenBLAS (FID's sqrtm)
+        import scipy.linalg  # noqa: F401 -- scipy ships its own OpenBLAS (FID's eigenvalues)
         blas = threadpool_limits(limits=n)
     try:
         with blas:

