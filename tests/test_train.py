@@ -302,21 +302,29 @@ def test_evaluate_cli_scores_a_finished_run(eval_run, tmp_path):
     assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1
 
 
-def test_resume_at_a_fid_k_step_whose_evaluation_was_killed(eval_run, tmp_path):
-    """Killed after the step-10 checkpoint but before its FID-k (the checkpoint comes first): the
-    resumed run evaluates step 10 before training on, so ASHA's rung and every later report still
-    carry the FID-k, the same one the uninterrupted run reported, and the final scores match it."""
+@pytest.mark.parametrize("killed_at", ["during", "after", "past"])
+def test_resume_reports_the_last_fid_k(eval_run, tmp_path, killed_at):
+    """Killed after the step-10 checkpoint and ``during`` its FID-k (the checkpoint comes first):
+    the resumed run evaluates step 10 before training on.  Killed ``after`` it, or ``past`` it (at
+    the step-15 checkpoint), maybe before the report reached the scheduler: it reports the recorded
+    FID-k of step 10 again, without evaluating.  Either way ASHA's rung and every later report carry
+    the FID-k the uninterrupted run reported, and the final scores match."""
     cfg, result, reports = eval_run
     killed = tmp_path / "killed"
-    shutil.copytree(cfg.run_dir + "-at-10", killed)
-    assert [os.path.basename(p) for p in complete_checkpoints(str(killed))] == [tag_for(5), tag_for(10)]
+    shutil.copytree(cfg.run_dir if killed_at == "past" else cfg.run_dir + "-at-10", killed)
+    if killed_at == "past":
+        shutil.rmtree(killed / "checkpoints" / tag_for(20))
+        os.remove(killed / "metrics.json")
+    resumed_at = 15 if killed_at == "past" else 10
+    assert os.path.basename(complete_checkpoints(str(killed))[-1]) == tag_for(resumed_at)
     os.remove(killed / "mlflow_run_id")  # a run of its own in MLflow
-    kept = [r for r in read_metrics(str(killed)) if "fid_k" not in r]
+    kept = [r for r in read_metrics(str(killed)) if killed_at != "during" or "fid_k" not in r]
     (killed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
     resumed_reports = []
-    resumed = cfg.replace(run_dir=str(killed), run_name="eval-killed")
+    resumed = cfg.replace(run_dir=str(killed), run_name=f"eval-killed-{killed_at}")
     train(resumed, resume=str(killed), report=lambda m, path: resumed_reports.append(dict(m)), threads=1)
-    assert [(r["step"], r["final"]) for r in resumed_reports] == [(10, False), (15, False), (20, True)]
-    assert [r["fid_k"] for r in resumed_reports[:2]] == [reports[0]["fid_k"]] * 2
+    steps = [(10, False), (20, True)] if killed_at == "past" else [(10, False), (15, False), (20, True)]
+    assert [(r["step"], r["final"]) for r in resumed_reports] == steps
+    assert [r["fid_k"] for r in resumed_reports[:-1]] == [reports[0]["fid_k"]] * (len(steps) - 1)
     assert resumed_reports[-1]["fid"] == result["fid"]
-    assert [r["step"] for r in read_metrics(str(killed)) if "fid_k" in r] == [10]
+    assert [r["step"] for r in read_metrics(str(killed)) if "fid_k" in r] == [10]  # evaluated once

@@ -192,14 +192,19 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
                              "train_gflops_per_image": flops_per_image / 1e9}, step=start_step)
         if start_step:
             tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
-    if _fid_k_missing(cfg, start_step, rank):
-        # killed between the checkpoint of a FID-k step and its FID-k (the checkpoint comes first):
-        # evaluate that step now, from the same EMA weights, so that ASHA's rung and every later
-        # report still get it (evaluation draws from its own generators, never the training's)
-        last_fid = _fid_k_step(ema, diffusion, cfg, start_step, rank, world, device, tracker, metrics_file,
-                               wall_origin)
-        if report:
-            report({"step": start_step, **last_fid, "images_per_s": None, "final": False}, None)
+    fid_step = start_step - start_step % cfg.eval_every if cfg.eval_every else 0  # the last FID-k step so far
+    if 0 < fid_step < cfg.steps:
+        # a resumed run reports its last FID-k again, so that ASHA's rung and Optuna's intermediate
+        # value have it (both ignore a step they already got) even when it never reached them (the
+        # driver died first), and its next checkpoints are reported with it.  Killed between a FID-k
+        # step's checkpoint, which comes first, and its evaluation, it evaluates that step now, from
+        # the same EMA weights (evaluation draws from its own generators, never the training's)
+        last_fid = _recorded_fid_k(cfg, fid_step, rank) or {}
+        if not last_fid and fid_step == start_step:
+            last_fid = _fid_k_step(ema, diffusion, cfg, start_step, rank, world, device, tracker, metrics_file,
+                                   wall_origin)
+        if report and last_fid:
+            report({"step": fid_step, **last_fid, "images_per_s": None, "final": False}, None)
     for step in range(start_step, cfg.steps):
         sync_roaming(cfg, step, objective.model, ema)  # MaxRoaming: the masks of this step's period
         step_started = time.perf_counter()
@@ -325,14 +330,14 @@ def _fid_k_step(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int
     return broadcast_object(last_fid)
 
 
-def _fid_k_missing(cfg: RunConfig, start_step: int, rank: int) -> bool:
-    """Whether a run resumed at ``start_step``, a FID-k step before the last, has no FID-k of it."""
-    if not (cfg.eval_every and 0 < start_step < cfg.steps and start_step % cfg.eval_every == 0):
-        return False
-    missing = None
+def _recorded_fid_k(cfg: RunConfig, step: int, rank: int) -> dict | None:
+    """``{"fid", "fid_k"}`` of the FID-k metrics.jsonl holds for ``step`` (None if it holds none),
+    on every rank."""
+    found = None
     if rank == 0:
-        missing = not any(r.get("step") == start_step and "fid_k" in r for r in read_metrics(cfg.run_dir))
-    return bool(broadcast_object(missing))
+        values = [r["fid_k"] for r in read_metrics(cfg.run_dir) if r.get("step") == step and "fid_k" in r]
+        found = {"fid": values[-1], "fid_k": values[-1]} if values else None
+    return broadcast_object(found)
 
 
 def _evaluate_during_training(ema, diffusion, cfg: RunConfig, step: int, rank: int, world: int, device) -> dict:
