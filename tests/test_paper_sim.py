@@ -11,6 +11,7 @@ and resumes from its newest checkpoint: no checkpointed step is trained again.
 import glob
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -33,6 +34,12 @@ def _env(tmp_path, cache_dir):
                # a dead node is noticed within ~3 s instead of Ray's default ~30 s
                RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3",
                RAY_health_check_initial_delay_ms="1000")
+    # the cluster's own token authentication, as on a cluster that uses it: `ray start --head` turns
+    # it on only when a token exists already (~/.ray/auth_token, which any earlier local ray.init()
+    # writes), so the head, the nodes and the driver are told explicitly
+    token_file = tmp_path / "ray_auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
     return env
 
 
@@ -45,10 +52,9 @@ def _run(cmd, env, timeout=300):
 def _start_worker_node(env, port: int) -> int:
     """A second node with 2 simulated GPUs and 3 CPUs (one per training worker, plus room for the
     fractional-CPU trial driver and Ray Train controller that may land there); returns its raylet's pid."""
-    # `ray start --head` turned on token authentication (~/.ray/auth_token): a joining node uses it too
     _run([RAY, "start", "--address", f"127.0.0.1:{HEAD_PORT}", "--node-ip-address", "127.0.0.1",
           "--num-cpus", "3", "--resources", json.dumps({"gpu_sim": 2}), "--node-manager-port", str(port),
-          "--disable-usage-stats"], {**env, "RAY_AUTH_MODE": "token"})
+          "--disable-usage-stats"], env)
     ours = [p.pid for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "raylet"
             and f"--node_manager_port={port}" in " ".join(p.info["cmdline"] or [])]
     assert len(ours) == 1, ours
