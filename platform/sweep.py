@@ -184,8 +184,9 @@ def dry_run_text(opts: SweepOptions) -> str:
 
 
 def _use_cluster_token() -> None:
-    """``ray start`` (2.60) turns on token auth and writes ~/.ray/auth_token; a driver joining
-    that cluster must then use token mode too (Ray's own default for drivers is 'disabled')."""
+    """``ray start --head`` (2.60) turns on token auth when a token exists ($RAY_AUTH_TOKEN, or the
+    file ~/.ray/auth_token, which a local ``ray.init()`` writes); a driver given the cluster's address
+    explicitly must then use token mode too (Ray turns it on by itself only for ``address="auto"``)."""
     token_file = os.environ.get("RAY_AUTH_TOKEN_PATH", os.path.expanduser("~/.ray/auth_token"))
     if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file)):
         os.environ["RAY_AUTH_MODE"] = "token"
