@@ -171,6 +171,10 @@ def _check_results(tmp_path, sweep_dir, victim: str, newest_checkpoint: int) -> 
     assert steps.count(newest_checkpoint) == 1 and sorted(set(steps)) == list(range(1, 21))
     # one Ray Train run per trial; both objectives reached Optuna
     assert sorted(os.listdir(sweep_dir / "train_runs")) == sorted(runs)
+    # Ray Train and Tune hold pointers to the trial's checkpoints, not second copies of them
+    from trainers.training.tune_checkpoint import POINTER_FILE
+    held = [p for p in glob.glob(str(sweep_dir / "*" / "*" / "checkpoint_*")) if os.path.isdir(p)]
+    assert held and all(os.listdir(p) == [POINTER_FILE] for p in held), held
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -118,6 +118,10 @@ def test_killed_trial_and_killed_driver_resume(tmp_path, shared_cache_dir, capsy
     assert table.height == 3 and set(table["status"]) <= {"finished", "stopped"}
     assert table.filter(pl.col("phase") == "baselines")["status"].to_list() == ["finished"]
     _check_table_and_study(table, sweep_dir)
+    # Tune holds pointers to the trials' checkpoints, not second copies of them
+    from trainers.training.tune_checkpoint import POINTER_FILE
+    tune_checkpoints = [p for p in glob.glob(str(sweep_dir / "*" / "*" / "checkpoint_*")) if os.path.isdir(p)]
+    assert tune_checkpoints and all(os.listdir(p) == [POINTER_FILE] for p in tune_checkpoints), tune_checkpoints
     from report_fixtures import check_report_outputs
     check_report_outputs(str(sweep_dir))
     client, parent, children = _mlflow_children(tmp_path, sweep_dir / "mlflow_parent_run_id")

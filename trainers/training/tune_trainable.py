@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 
 from trainers.config import RunConfig
 from trainers.training.preemption import end_if_terminated, handing_over, install_in_ray_worker
+from trainers.training.tune_checkpoint import pointer_dir, restored_checkpoint
 
 # a Ray actor imports this module in its main thread while unpickling its trainable: the one place
 # where a SIGTERM relay can be installed in a Tune / Ray Train worker (trainers/training/preemption.py)
@@ -146,21 +146,6 @@ def _trial_name(ctx: TrialContext, params: dict) -> str:
     return f"trial-{trial_id}"
 
 
-def _restored_checkpoint(run_dir: str, checkpoint, copy_name: str = "restored_checkpoint") -> str | None:
-    """Where a (re)started trial resumes: the newer of Tune's last reported checkpoint and the
-    run directory's own latest complete checkpoint (saved between reports; the run directory
-    lives under the sweep directory, shared storage on clusters)."""
-    from trainers.training.checkpoint import latest_checkpoint, saved_step
-    local = latest_checkpoint(run_dir, verify=True)
-    restored = None
-    if checkpoint is not None:
-        target = os.path.join(run_dir, copy_name)
-        shutil.rmtree(target, ignore_errors=True)
-        restored = checkpoint.to_directory(target)
-    candidates = [p for p in (local, restored) if p]
-    return max(candidates, key=saved_step) if candidates else None
-
-
 def run_trial(params: dict, ctx: TrialContext) -> None:
     """Tune function trainable (one training worker)."""
     from ray import tune
@@ -176,12 +161,12 @@ def run_trial(params: dict, ctx: TrialContext) -> None:
 
     def send(metrics: dict, checkpoint_dir: str | None) -> None:
         if checkpoint_dir:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(pointer_dir(checkpoint_dir)))
         else:
             tune.report(metrics)
 
     report = _Reporter(cfg, send)
-    resume = _restored_checkpoint(cfg.run_dir, tune.get_checkpoint())
+    resume = restored_checkpoint(cfg.run_dir, tune.get_checkpoint())
     try:
         train(cfg, resume=resume, parent_run_id=ctx.parent_run_id, report=report,
               threads=max(1, int(ctx.cpus_per_worker)))
@@ -200,12 +185,13 @@ def _worker_loop(config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
 
     def send(metrics: dict, checkpoint_dir: str | None) -> None:
-        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and rank == 0 else None
+        checkpoint = (ray.train.Checkpoint.from_directory(pointer_dir(checkpoint_dir)) if checkpoint_dir and rank == 0
+                      else None)
         ray.train.report(metrics, checkpoint=checkpoint)
 
     report = _Reporter(cfg, send)
     checkpoint = ray.train.get_checkpoint()
-    resume = _restored_checkpoint(cfg.run_dir, checkpoint, copy_name=f"restored_checkpoint_rank{rank}")
+    resume = restored_checkpoint(cfg.run_dir, checkpoint, copy_name=f"restored_checkpoint_rank{rank}")
     try:
         train(cfg, resume=resume, parent_run_id=config["parent_run_id"], report=report,
               threads=config["threads"])
