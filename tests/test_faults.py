@@ -237,3 +237,25 @@ def test_mlflow_outage_buffers_metrics_and_never_stops_the_run(tmp_path, monkeyp
         assert run.data.tags["phase"] == "during outage" and run.info.status == "FINISHED"
     finally:
         stop_server(server)
+
+
+def test_a_resumed_run_logs_what_a_killed_process_never_sent(train_env):
+    """Writes queued for MLflow die with a process killed outright (SIGKILL, a lost node): here the
+    rows of steps 5-8 are taken out of the store after the run.  The resumed run finds them in
+    metrics.jsonl and logs them, once, before it trains on."""
+    import sqlite3
+
+    from train_support import mlflow_client, run_id_of
+    cfg = fault_config(train_env, "lost-writes", steps=8)
+    train(cfg, threads=1)
+    run_id = run_id_of(cfg)
+    with sqlite3.connect(os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")) as db:
+        assert db.execute("DELETE FROM metrics WHERE run_uuid = ? AND step > 4", (run_id,)).rowcount > 0
+    client = mlflow_client()
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [1, 2, 3, 4]
+    train(cfg.replace(steps=STEPS), resume=cfg.run_dir, threads=1)
+    assert run_id_of(cfg) == run_id
+    logged = read_metrics(cfg.run_dir)
+    for key in ("loss", "mse", "images_per_s"):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert history == [(r["step"], r[key]) for r in logged], key  # every step once, the values written

@@ -191,6 +191,8 @@ def _loop(cfg, engine, objective, ema, dataset, diffusion, start_step, rank, wor
         tracker.log_metrics({"deepspeed_init_s": init_seconds, "peak_flops_per_s": peak_flops,
                              "train_gflops_per_image": flops_per_image / 1e9}, step=start_step)
         if start_step:
+            # what a killed process had queued for MLflow but never sent is in metrics.jsonl
+            tracker.backfill(read_metrics(cfg.run_dir))
             tracker.log_metrics({"resumed_from_step": start_step}, step=start_step)
     fid_step = start_step - start_step % cfg.eval_every if cfg.eval_every else 0  # the last FID-k step so far
     if 0 < fid_step < cfg.steps:

@@ -158,6 +158,12 @@ class MlflowRun:
         if batch:
             self._put("metrics", batch)
 
+    def backfill(self, records: list[dict]) -> None:
+        """Queue the records of earlier steps (a resumed run's metrics.jsonl) that MLflow lacks
+        (tracking_sender.backfill); sent in the background, like every write."""
+        if self.enabled and records:
+            self._put("backfill", records)
+
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         if self.enabled and os.path.exists(path):
             self._put("artifact", path, artifact_path)

@@ -28,7 +28,8 @@ def _transient(err: Exception) -> bool:
 
 def send(client, run_id: str, kind: str, *args) -> None:
     """One write: ``metrics`` (a list of Metric), ``tags`` (a dict), ``artifact`` (path, artifact
-    path), ``image`` (array, key, step), ``inputs`` (dataset inputs) or ``status`` (the final status)."""
+    path), ``image`` (array, key, step), ``inputs`` (dataset inputs), ``backfill`` (metrics.jsonl
+    records, see ``backfill``) or ``status`` (the final status)."""
     from mlflow.entities import RunTag
     if kind == "metrics":
         client.log_batch(run_id, metrics=args[0])
@@ -42,10 +43,36 @@ def send(client, run_id: str, kind: str, *args) -> None:
         client.log_image(run_id, args[0], key=args[1], step=args[2])
     elif kind == "inputs":  # a list of DatasetInput
         client.log_inputs(run_id, datasets=args[0])
+    elif kind == "backfill":  # metrics.jsonl's records up to a resumed run's checkpoint
+        backfill(client, run_id, args[0])
     elif kind == "mark":  # no write: a threading.Event set once every write queued before it is sent
         args[0].set()
     else:
         raise ValueError(f"unknown MLflow write {kind!r}")
+
+
+def backfill(client, run_id: str, records: list[dict]) -> int:
+    """Log what ``records`` (metrics.jsonl) hold and the run's MLflow history lacks: the writes a
+    process killed outright (SIGKILL, a lost node) had queued but not sent.  A training record
+    counts as sent when its step has a ``loss``, a FID-k record when its step has a ``fid_k``; a
+    missing one is logged whole, as the loop logged it.  Returns how many metrics it logged."""
+    from mlflow.entities import Metric
+    sent = {key: {m.step for m in client.get_metric_history(run_id, key)} for key in ("loss", "fid_k")}
+    now = int(time.time() * 1000)
+    missing = []
+    for record in records:
+        step = record.get("step")
+        if "loss" in record and step not in sent["loss"]:
+            missing += [Metric(k, float(v), now, int(step)) for k, v in record.items()
+                        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        elif "fid_k" in record and "loss" not in record and step not in sent["fid_k"]:
+            missing.append(Metric("fid_k", float(record["fid_k"]), now, int(step)))
+    for start in range(0, len(missing), 1000):  # MLflow's limit on metrics per log_batch
+        client.log_batch(run_id, metrics=missing[start:start + 1000])
+    if missing:
+        log.warning("run %s: %d metrics of earlier steps were missing in MLflow and are logged now", run_id,
+                    len(missing))
+    return len(missing)
 
 
 class Sender:
