@@ -80,7 +80,5 @@ class ProgressLine(Callback):
         p = progress(statuses, max(self.total, len(trials)), time.time() - self.started, self.seen)
         print(progress_text(self.phase, max(self.total, len(trials)), p), flush=True)
         if self._sender is not None:
-            from mlflow.entities import Metric
-            now = int(time.time() * 1000)
-            self._sender.put("metrics", [Metric(k, float(v), now, p["done"])
-                                         for k, v in progress_metrics(self.phase, p).items() if v is not None])
+            from trainers.training.tracking_sender import metric_batch
+            self._sender.put("metrics", metric_batch(progress_metrics(self.phase, p), p["done"]))  # None: no ETA yet

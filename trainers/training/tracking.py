@@ -9,7 +9,7 @@ import os
 from trainers.config import RunConfig
 from trainers.files import append_jsonl, atomic_write_text, read_jsonl
 from trainers.paths import mlflow_tracking_uri
-from trainers.training.tracking_sender import Sender, send
+from trainers.training.tracking_sender import Sender, metric_batch, send
 
 log = logging.getLogger(__name__)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -151,10 +151,7 @@ class MlflowRun:
     def log_metrics(self, metrics: dict, step: int) -> None:
         if not self.enabled:
             return
-        import time
-        now = int(time.time() * 1000)
-        batch = [self.mlflow.entities.Metric(k, float(v), now, int(step)) for k, v in metrics.items()
-                 if isinstance(v, (int, float))]
+        batch = metric_batch(metrics, step)
         if batch:
             self._put("metrics", batch)
 

@@ -51,22 +51,27 @@ def send(client, run_id: str, kind: str, *args) -> None:
         raise ValueError(f"unknown MLflow write {kind!r}")
 
 
+def metric_batch(metrics: dict, step: int, timestamp_ms: int | None = None) -> list:
+    """MLflow Metrics of ``step`` for the numeric values of ``metrics`` (others are left out)."""
+    from mlflow.entities import Metric
+    now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if isinstance(v, (int, float))]
+
+
 def backfill(client, run_id: str, records: list[dict]) -> int:
     """Log what ``records`` (metrics.jsonl) hold and the run's MLflow history lacks: the writes a
     process killed outright (SIGKILL, a lost node) had queued but not sent.  A training record
     counts as sent when its step has a ``loss``, a FID-k record when its step has a ``fid_k``; a
     missing one is logged whole, as the loop logged it.  Returns how many metrics it logged."""
-    from mlflow.entities import Metric
     sent = {key: {m.step for m in client.get_metric_history(run_id, key)} for key in ("loss", "fid_k")}
     now = int(time.time() * 1000)
     missing = []
     for record in records:
         step = record.get("step")
         if "loss" in record and step not in sent["loss"]:
-            missing += [Metric(k, float(v), now, int(step)) for k, v in record.items()
-                        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+            missing += metric_batch({k: v for k, v in record.items() if k != "step"}, step, now)
         elif "fid_k" in record and "loss" not in record and step not in sent["fid_k"]:
-            missing.append(Metric("fid_k", float(record["fid_k"]), now, int(step)))
+            missing += metric_batch({"fid_k": record["fid_k"]}, step, now)
     for start in range(0, len(missing), 1000):  # MLflow's limit on metrics per log_batch
         client.log_batch(run_id, metrics=missing[start:start + 1000])
     if missing:

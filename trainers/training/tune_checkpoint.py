@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 
+from trainers.files import atomic_write_json
 from trainers.training.checkpoint import checkpoint_root, latest_checkpoint, saved_step
 
 POINTER_FILE = "checkpoint_pointer.json"
@@ -33,12 +34,8 @@ def pointer_dir(checkpoint_dir: str) -> str:
     run_dir = os.path.dirname(os.path.dirname(checkpoint_dir))
     out = os.path.join(run_dir, "tune_pointers", tag)
     if not os.path.exists(os.path.join(out, POINTER_FILE)):
-        os.makedirs(out, exist_ok=True)
-        content = {"tag": tag, "step": saved_step(checkpoint_dir), "run_name": os.path.basename(run_dir)}
-        partial = os.path.join(out, POINTER_FILE + ".partial")
-        with open(partial, "w") as f:
-            json.dump(content, f)
-        os.replace(partial, os.path.join(out, POINTER_FILE))
+        atomic_write_json(os.path.join(out, POINTER_FILE), {"tag": tag, "step": saved_step(checkpoint_dir),
+                                                            "run_name": os.path.basename(run_dir)}, indent=None)
     return out
 
 
